@@ -1,0 +1,1 @@
+"""Rein: incident response for autonomous AI agents, in Slack."""

@@ -1,0 +1,121 @@
+"""The one place that wires Rein together: configuration, policy, database, Slack, HTTP."""
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+
+from bot.clock import Clock, utc_now
+from bot.config import ConfigError, Settings
+from bot.context import Rein
+from bot.domain.policy import Policy
+from bot.http_api import make_web_app
+from bot.policy import load_policy, missing_kill_switch_secrets
+from bot.slack_gateway import SlackGateway, make_client
+from handlers import register_all
+from storage.agents import AgentRepo
+from storage.db import Database
+from storage.incidents import IncidentRepo
+
+logger = logging.getLogger(__name__)
+
+
+def load_checked_policy(settings: Settings, environ: Mapping[str, str]) -> Policy:
+    """The policy file, and every kill-switch secret it names present in the environment."""
+    policy = load_policy(settings.REIN_POLICY_PATH)
+    missing = missing_kill_switch_secrets(policy, environ)
+    if missing:
+        raise ConfigError(
+            "Rein cannot start: kill-switch secrets are missing from the environment:\n"
+            + "\n".join(f"- {line}" for line in missing)
+            + "\nSee README.md, section 'Configuration'."
+        )
+    return policy
+
+
+def make_bolt(settings: Settings, rein: Rein) -> AsyncApp:
+    http = settings.slack_mode == "http"
+    secret = (
+        settings.SLACK_SIGNING_SECRET.get_secret_value() if settings.SLACK_SIGNING_SECRET else ""
+    )
+    bolt = AsyncApp(
+        client=rein.slack.client,
+        signing_secret=secret,
+        request_verification_enabled=http,
+        # Socket Mode acks over the socket; HTTP mode acks in the HTTP response.
+        process_before_response=False,
+    )
+    register_all(bolt, rein)
+    return bolt
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    rein: Rein
+    bolt: AsyncApp
+    web_app: web.Application
+    runner: web.AppRunner | None = None
+    socket: AsyncSocketModeHandler | None = None
+    sites: list[web.TCPSite] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        server = self.sites[0]._server  # aiohttp keeps the bound socket here
+        return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.web_app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.REIN_HOST, self.settings.REIN_PORT)
+        await site.start()
+        self.sites.append(site)
+        logger.info(
+            "Rein listening on http://%s:%s (Slack %s mode)",
+            self.settings.REIN_HOST,
+            self.port,
+            self.settings.slack_mode,
+        )
+        if self.settings.slack_mode == "socket":
+            assert self.settings.SLACK_APP_TOKEN is not None
+            self.socket = AsyncSocketModeHandler(
+                self.bolt, self.settings.SLACK_APP_TOKEN.get_secret_value()
+            )
+            await self.socket.connect_async()
+
+    async def stop(self) -> None:
+        if self.socket is not None:
+            await self.socket.close_async()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.rein.db.close()
+
+
+async def build_runtime(
+    settings: Settings, *, environ: Mapping[str, str] | None = None, clock: Clock = utc_now
+) -> Runtime:
+    environ = os.environ if environ is None else environ
+    policy = load_checked_policy(settings, environ)
+    db = await Database.open(settings.REIN_DB_PATH)
+    await db.migrate()
+    agents = AgentRepo(db)
+    await agents.seed({a.id: a.normal_mode for a in policy.agents}, clock())
+    client = make_client(settings.SLACK_BOT_TOKEN.get_secret_value(), settings.REIN_SLACK_API_URL)
+    rein = Rein(
+        policy=policy,
+        db=db,
+        incidents=IncidentRepo(db),
+        agents=agents,
+        slack=SlackGateway(client),
+        clock=clock,
+        announce_channel=settings.REIN_ANNOUNCE_CHANNEL,
+    )
+    bolt = make_bolt(settings, rein)
+    web_app = make_web_app(
+        rein, settings.api_tokens, bolt if settings.slack_mode == "http" else None
+    )
+    return Runtime(settings=settings, rein=rein, bolt=bolt, web_app=web_app)

@@ -1,0 +1,1 @@
+"""Pure domain: models, rules and the lifecycle. No Slack, no SQL, no clock."""

@@ -1,0 +1,78 @@
+from enum import StrEnum
+
+
+class Severity(StrEnum):
+    SEV1 = "sev1"
+    SEV2 = "sev2"
+    SEV3 = "sev3"
+    SEV4 = "sev4"
+
+    @property
+    def label(self) -> str:
+        return f"SEV-{self.value[-1]}"
+
+    @property
+    def level(self) -> int:
+        """1 is the most severe."""
+        return int(self.value[-1])
+
+
+class IncidentStatus(StrEnum):
+    TRIAGE = "triage"
+    DECLARED = "declared"
+    CONTAINED = "contained"
+    RECOVERED = "recovered"
+    POSTMORTEM = "postmortem"
+    CLOSED = "closed"
+    DISMISSED = "dismissed"
+
+    @property
+    def is_open(self) -> bool:
+        return self not in (IncidentStatus.CLOSED, IncidentStatus.DISMISSED)
+
+
+class AutonomyMode(StrEnum):
+    """From least to most trusted."""
+
+    PAUSED = "paused"
+    SHADOW = "shadow"
+    READ_ONLY = "read_only"
+    SUPERVISED = "supervised"
+    AUTONOMOUS = "autonomous"
+
+
+class ContainmentMove(StrEnum):
+    PAUSE_RUNS = "pause_runs"
+    REVOKE_WRITES = "revoke_writes"
+    DISABLE_SCHEDULES = "disable_schedules"
+    FREEZE_OUTBOUND = "freeze_outbound"
+
+
+class TimelineKind(StrEnum):
+    DECLARED = "declared"
+    STATUS_CHANGED = "status_changed"
+    SEVERITY_CHANGED = "severity_changed"
+    REFUSED = "refused"
+    NOTE = "note"
+    SLACK_PROBLEM = "slack_problem"
+
+
+class EvidenceKind(StrEnum):
+    """The playbook's list of what to preserve, plus `other`."""
+
+    PROMPT = "prompt"
+    SYSTEM_INSTRUCTIONS = "system_instructions"
+    MODEL_VERSION = "model_version"
+    TOOL_CALLS = "tool_calls"
+    FILES_READ = "files_read"
+    RECORDS_CHANGED = "records_changed"
+    EXTERNAL_URLS = "external_urls"
+    REVIEWER_NOTES = "reviewer_notes"
+    TIMESTAMPS = "timestamps"
+    COST = "cost"
+    RETRIES = "retries"
+    FINAL_OUTPUT = "final_output"
+    HANDOFF_CONTRACT = "handoff_contract"
+    VERIFIER_RESULT = "verifier_result"
+    APPROVAL_CONTEXT = "approval_context"
+    OTHER = "other"

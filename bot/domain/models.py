@@ -1,0 +1,101 @@
+"""Domain records. Times are timezone-aware UTC datetimes; storage keeps them as ISO text."""
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.domain.enums import AutonomyMode, IncidentStatus, Severity, TimelineKind
+from bot.domain.severity import Impact
+
+TITLE_MAX = 150
+SUMMARY_MAX = 3000
+REASON_MAX = 500
+
+_REF = re.compile(r"^(?:inc-?)?(\d{1,9})$", re.IGNORECASE)
+
+
+def parse_ref(ref: str) -> int:
+    """`INC-12`, `inc-12` and `12` are the same incident."""
+    match = _REF.match(ref.strip())
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"`{ref}` is not an incident reference: write INC-12 or 12.")
+    return int(match.group(1))
+
+
+def format_ref(number: int) -> str:
+    return f"INC-{number}"
+
+
+class TimelineEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    actor: str  # Slack user id, `api:<token name>` or `rein`
+    kind: TimelineKind
+    text: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Incident(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    title: str
+    summary: str = ""
+    agent_id: str
+    severity: Severity
+    status: IncidentStatus
+    commander: str
+    declared_by: str
+    impact: Impact = Field(default_factory=Impact)
+    channel_id: str | None = None
+    channel_name: str | None = None
+    card_channel: str | None = None
+    card_ts: str | None = None
+    digest_ts: str | None = None
+    declared_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return format_ref(self.number)
+
+
+class NewIncident(BaseModel):
+    """What a declaration records before the incident has a number."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    summary: str = Field(default="", max_length=SUMMARY_MAX)
+    agent_id: str = Field(min_length=1)
+    severity: Severity
+    declared_by: str = Field(min_length=1)
+    impact: Impact = Field(default_factory=Impact)
+    override_reason: str = Field(default="", max_length=REASON_MAX)
+    idempotency_key: str | None = None
+
+
+class AgentAutonomy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    agent_id: str
+    mode: AutonomyMode
+    runs: bool
+    writes: bool
+    outbound: bool
+    schedules: bool
+    incident: int | None = None
+    updated_at: datetime
+
+
+def switches_for(mode: AutonomyMode) -> dict[str, bool]:
+    """PRODUCT.md: paused blocks all; shadow and read_only block writes and outbound."""
+    if mode is AutonomyMode.PAUSED:
+        return {"runs": False, "writes": False, "outbound": False, "schedules": False}
+    if mode in (AutonomyMode.SHADOW, AutonomyMode.READ_ONLY):
+        return {"runs": True, "writes": False, "outbound": False, "schedules": True}
+    return {"runs": True, "writes": True, "outbound": True, "schedules": True}

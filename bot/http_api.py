@@ -1,0 +1,122 @@
+"""Rein's HTTP server: health, Slack's requests in HTTP mode, and the `/v1/` API."""
+
+import hmac
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+from bot.context import Rein
+from bot.domain.enums import IncidentStatus
+from bot.domain.models import parse_ref
+from bot.export import incident_document, incident_summary
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+LIST_LIMIT = 500
+REIN_KEY = web.AppKey("rein", Rein)
+TOKENS_KEY = web.AppKey("api_tokens", dict)
+BOLT_KEY = web.AppKey("bolt", AsyncApp)
+CALLER = "api_caller"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, str] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error answers JSON, including aiohttp's own (404, 405, 413)."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, f"the body is larger than {MAX_BODY} bytes")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error(exc.status, exc.reason.lower())
+
+
+def _caller(header: str, tokens: dict[str, str]) -> str | None:
+    """The token's name, compared in constant time against every configured token."""
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return None
+    found = None
+    for token, name in tokens.items():
+        if hmac.compare_digest(token.encode(), presented.strip().encode()):
+            found = name
+    return found
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        name = _caller(request.headers.get("Authorization", ""), request.app[TOKENS_KEY])
+        if name is None:
+            return error(401, "a valid bearer token is required (REIN_API_TOKENS)")
+        request[CALLER] = f"api:{name}"
+    return await handler(request)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    rein = request.app[REIN_KEY]
+    try:
+        ok = await rein.db.ping()
+    except (sqlite3.Error, ValueError):
+        logger.exception("health check: the database did not answer")
+        ok = False
+    if not ok:
+        return web.json_response({"status": "error", "error": "database unavailable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def slack_events(request: web.Request) -> web.Response:
+    bolt = request.app[BOLT_KEY]
+    response = await bolt.async_dispatch(await to_bolt_request(request))
+    return await to_aiohttp_response(response)
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    rein = request.app[REIN_KEY]
+    try:
+        number = parse_ref(request.match_info["ref"])
+    except ValueError as exc:
+        return error(404, str(exc), "ref")
+    incident = await rein.incidents.get(number)
+    if incident is None:
+        return error(404, f"there is no incident INC-{number}")
+    timeline = await rein.incidents.timeline(number)
+    return web.json_response(incident_document(incident, timeline))
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    rein = request.app[REIN_KEY]
+    status = request.query.get("status") or None
+    if status not in (None, "open", *IncidentStatus):
+        allowed = ", ".join(["open", *IncidentStatus])
+        return error(422, f"status must be one of: {allowed}", "status")
+    incidents = await rein.incidents.newest(status, limit=LIST_LIMIT)
+    return web.json_response({"incidents": [incident_summary(i) for i in incidents]})
+
+
+def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, bearer_auth])
+    app[REIN_KEY] = rein
+    app[TOKENS_KEY] = api_tokens
+    app.router.add_get("/healthz", healthz)
+    if bolt is not None:
+        app[BOLT_KEY] = bolt
+        app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/v1/incidents", list_incidents)
+    app.router.add_get("/v1/incidents/{ref}", get_incident)
+    return app

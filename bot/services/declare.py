@@ -1,0 +1,173 @@
+"""Declaring an incident: recorded first (and committed before Slack is answered), then the
+room is set up: channel, topic, invites, card, pin, digest."""
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.clock import Clock
+from bot.domain.enums import IncidentStatus, Severity, TimelineKind
+from bot.domain.models import Incident, NewIncident, TimelineEntry
+from bot.domain.policy import Policy
+from bot.domain.severity import suggest_severity
+from bot.render import incident as render
+from bot.slack_gateway import SlackGateway, SlackProblem
+from storage.incidents import IncidentRepo
+
+logger = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW = timedelta(minutes=1)
+
+
+class UnknownAgent(ValueError):
+    def __init__(self, agent_id: str, policy: Policy) -> None:
+        known = ", ".join(f"`{a.id}`" for a in policy.agents)
+        super().__init__(f"There is no agent `{agent_id}` in the policy file. Agents: {known}.")
+
+
+class PossibleDuplicate(Exception):
+    def __init__(self, existing: Incident) -> None:
+        super().__init__(f"You declared {existing.ref} with the same agent and title just now.")
+        self.existing = existing
+
+
+@dataclass(frozen=True)
+class Declared:
+    incident: Incident
+    created: bool  # False when a retried submission found the incident it created before
+
+
+@dataclass
+class Room:
+    incident: Incident
+    problems: list[str] = field(default_factory=list)
+
+
+async def declare(
+    new: NewIncident,
+    *,
+    incidents: IncidentRepo,
+    policy: Policy,
+    clock: Clock,
+    allow_duplicate: bool = True,
+) -> Declared:
+    if policy.agent(new.agent_id) is None:
+        raise UnknownAgent(new.agent_id, policy)
+    now = clock()
+    if not allow_duplicate:
+        recent = await incidents.recent_by_declarer(
+            new.declared_by, new.agent_id, new.title, now - DUPLICATE_WINDOW
+        )
+        if recent is not None:
+            raise PossibleDuplicate(recent)
+    incident, created = await incidents.create(
+        new,
+        status=IncidentStatus.DECLARED,
+        commander=new.declared_by,
+        entry=_declaration_entry(new, now),
+    )
+    if created:
+        logger.info("declared %s (%s, agent %s)", incident.ref, incident.severity, new.agent_id)
+    return Declared(incident, created)
+
+
+def _declaration_entry(new: NewIncident, now: datetime) -> TimelineEntry:
+    suggestion = suggest_severity(new.impact)
+    data = {
+        "severity": new.severity.value,
+        "suggested": suggestion.severity.value,
+        "suggested_reason": suggestion.reason,
+        "impact": new.impact.model_dump(),
+        "agent": new.agent_id,
+    }
+    text = f"Declared {new.severity.label}: {new.title}"
+    if new.override_reason:
+        data["override_reason"] = new.override_reason
+        text += (
+            f" (Rein suggested {suggestion.severity.label}; chosen because: {new.override_reason})"
+        )
+    return TimelineEntry(
+        at=now, actor=new.declared_by, kind=TimelineKind.DECLARED, text=text, data=data
+    )
+
+
+async def open_room(
+    incident: Incident,
+    *,
+    incidents: IncidentRepo,
+    slack: SlackGateway,
+    policy: Policy,
+    clock: Clock,
+    announce_channel: str | None,
+    origin_channel: str | None,
+) -> Room:
+    """Every step is attempted; each failure is recorded on the timeline and reported, and
+    none of them undoes the incident."""
+    room = Room(incident)
+    agent = policy.agent(incident.agent_id)
+    try:
+        channel_id, name = await slack.create_incident_channel(incident.number, incident.title)
+    except SlackProblem as problem:
+        channel_id = None
+        room.problems.append(f"{problem} The card is posted here instead.")
+    else:
+        await incidents.set_slack_refs(incident.number, channel_id=channel_id, channel_name=name)
+        room.incident = incident = incident.model_copy(
+            update={"channel_id": channel_id, "channel_name": name}
+        )
+        await _step(room, slack.set_topic(channel_id, render.topic(incident)))
+        people = {incident.commander} | ({agent.owner} if agent else set())
+        if incident.severity in (Severity.SEV1, Severity.SEV2):
+            try:
+                people |= await slack.expand_approvers(policy.approvers(incident.severity))
+            except SlackProblem as problem:
+                room.problems.append(str(problem))
+        await _step(room, slack.invite(channel_id, people))
+
+    card_channel = channel_id or origin_channel
+    if card_channel:
+        try:
+            ts = await slack.post(
+                card_channel, render.headline(incident), render.card_blocks(incident, agent)
+            )
+        except SlackProblem as problem:
+            room.problems.append(str(problem))
+        else:
+            await incidents.set_slack_refs(incident.number, card_channel=card_channel, card_ts=ts)
+            room.incident = incident = incident.model_copy(
+                update={"card_channel": card_channel, "card_ts": ts}
+            )
+            if channel_id:
+                await _step(room, slack.pin(card_channel, ts))
+    if announce_channel:
+        try:
+            ts = await slack.post(
+                announce_channel, render.headline(incident), render.digest_blocks(incident, agent)
+            )
+        except SlackProblem as problem:
+            room.problems.append(f"{problem} (announcements channel)")
+        else:
+            await incidents.set_slack_refs(incident.number, digest_ts=ts)
+            room.incident = incident.model_copy(update={"digest_ts": ts})
+    if room.problems:
+        await incidents.append(
+            incident.number,
+            [
+                TimelineEntry(
+                    at=clock(),
+                    actor="rein",
+                    kind=TimelineKind.SLACK_PROBLEM,
+                    text=problem,
+                )
+                for problem in room.problems
+            ],
+        )
+    return room
+
+
+async def _step(room: Room, call: Awaitable[None]) -> None:
+    try:
+        await call
+    except SlackProblem as problem:
+        room.problems.append(str(problem))

@@ -1,0 +1,68 @@
+"""Keeping what Slack shows about an incident current: card, digest and channel topic."""
+
+import logging
+
+from bot.domain.models import Incident
+from bot.domain.policy import Policy
+from bot.render import incident as render
+from bot.slack_gateway import SlackGateway, SlackProblem
+from storage.incidents import IncidentRepo
+
+logger = logging.getLogger(__name__)
+
+
+async def refresh_surfaces(
+    incident: Incident, *, slack: SlackGateway, policy: Policy, announce_channel: str | None
+) -> list[str]:
+    """Edit the card and the digest, set the topic; return what could not be done."""
+    agent = policy.agent(incident.agent_id)
+    problems: list[str] = []
+    text = render.headline(incident)
+    edits = []
+    if incident.card_channel and incident.card_ts:
+        edits.append(
+            slack.update(
+                incident.card_channel, incident.card_ts, text, render.card_blocks(incident, agent)
+            )
+        )
+    if announce_channel and incident.digest_ts:
+        edits.append(
+            slack.update(
+                announce_channel, incident.digest_ts, text, render.digest_blocks(incident, agent)
+            )
+        )
+    if incident.channel_id:
+        edits.append(slack.set_topic(incident.channel_id, render.topic(incident)))
+    for edit in edits:
+        try:
+            await edit
+        except SlackProblem as problem:
+            problems.append(str(problem))
+    return problems
+
+
+SUPERSEDED = "This card is out of date: the current one is further down the channel."
+
+
+async def repost_card(
+    number: int, *, incidents: IncidentRepo, slack: SlackGateway, policy: Policy
+) -> Incident:
+    """Post the card again at the bottom of the incident channel and make it the live one;
+    the old card loses its buttons so nobody acts on stale state."""
+    incident = await incidents.get(number)
+    if incident is None:
+        raise LookupError(f"There is no incident INC-{number}.")
+    channel = incident.channel_id or incident.card_channel
+    if channel is None:
+        raise LookupError(f"{incident.ref} has no channel to post its card in.")
+    agent = policy.agent(incident.agent_id)
+    ts = await slack.post(channel, render.headline(incident), render.card_blocks(incident, agent))
+    await incidents.set_slack_refs(number, card_channel=channel, card_ts=ts)
+    if incident.card_channel and incident.card_ts:
+        try:
+            await slack.update(
+                incident.card_channel, incident.card_ts, SUPERSEDED, render.superseded_blocks()
+            )
+        except SlackProblem:
+            logger.warning("could not mark the old card of %s as superseded", incident.ref)
+    return incident.model_copy(update={"card_channel": channel, "card_ts": ts})

@@ -1,0 +1,189 @@
+"""Rein's outbound Slack calls: thin wrappers over slack_sdk that name each failure plainly.
+Retries of 429 and 5xx happen inside slack_sdk's retry handlers (see `make_client`)."""
+
+import logging
+import time
+from collections.abc import Iterable
+
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain.naming import channel_name
+
+logger = logging.getLogger(__name__)
+
+CHANNEL_NAME_ATTEMPTS = 10
+GROUP_CACHE_SECONDS = 60.0
+INVITE_BATCH = 1000  # conversations.invite takes at most 1000 ids
+
+# What a responder should read when Slack refuses, by Slack's error code.
+_EXPLANATIONS = {
+    "restricted_action": "a workspace setting stops Rein from creating channels",
+    "missing_scope": "the app lacks a permission: reinstall it from manifest.yml",
+    "not_in_channel": "Rein is not a member of that channel: invite it with /invite @Rein",
+    "channel_not_found": "Slack does not know that channel, or Rein cannot see it",
+    "is_archived": "that channel is archived",
+    "ratelimited": "Slack is rate-limiting Rein; it retried and gave up",
+    "invalid_auth": "Slack rejected Rein's token",
+    "expired_trigger_id": "the form took too long to open; run the command again",
+}
+
+
+class SlackProblem(Exception):
+    """A Slack call that failed for good; `str()` is fit to show a responder."""
+
+    def __init__(self, action: str, code: str) -> None:
+        self.action = action
+        self.code = code
+        why = _EXPLANATIONS.get(code, f"Slack answered `{code}`")
+        super().__init__(f"Could not {action}: {why}.")
+
+
+def make_client(token: str, base_url: str, timeout: int = 10) -> AsyncWebClient:
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        timeout=timeout,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def _code(exc: SlackClientError) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or f"http_{exc.response.status_code}")
+    return "unreachable"
+
+
+class SlackGateway:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._bot_user_id: str | None = None
+        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def _call(self, action: str, method: str, **args: object) -> dict:
+        try:
+            payload = {key: value for key, value in args.items() if value is not None}
+            response = await self.client.api_call(method, json=payload)
+        except SlackClientError as exc:
+            code = _code(exc)
+            logger.warning("Slack %s failed: %s", method, code)
+            raise SlackProblem(action, code) from exc
+        return response.data  # type: ignore[return-value]
+
+    async def identity(self) -> dict:
+        """auth.test: who Rein is in this workspace."""
+        data = await self._call("check Rein's bot token", "auth.test")
+        self._bot_user_id = str(data["user_id"])
+        return data
+
+    async def bot_user_id(self) -> str:
+        if self._bot_user_id is None:
+            await self.identity()
+        assert self._bot_user_id is not None
+        return self._bot_user_id
+
+    async def create_incident_channel(self, number: int, title: str) -> tuple[str, str]:
+        """A fresh public channel; on `name_taken` the next name gets a suffix."""
+        for attempt in range(1, CHANNEL_NAME_ATTEMPTS + 1):
+            name = channel_name(number, title, attempt)
+            try:
+                data = await self._call(
+                    "create the incident channel", "conversations.create", name=name
+                )
+            except SlackProblem as problem:
+                if problem.code == "name_taken":
+                    continue
+                raise
+            return str(data["channel"]["id"]), str(data["channel"]["name"])
+        raise SlackProblem("create the incident channel", "name_taken")
+
+    async def set_topic(self, channel: str, topic: str) -> None:
+        await self._call(
+            "set the channel topic", "conversations.setTopic", channel=channel, topic=topic
+        )
+
+    async def invite(self, channel: str, users: Iterable[str]) -> None:
+        me = await self.bot_user_id()
+        wanted = sorted({u for u in users if u and u != me})
+        for start in range(0, len(wanted), INVITE_BATCH):
+            batch = wanted[start : start + INVITE_BATCH]
+            try:
+                await self._call(
+                    "invite the responders",
+                    "conversations.invite",
+                    channel=channel,
+                    users=",".join(batch),
+                    force=True,
+                )
+            except SlackProblem as problem:
+                if problem.code != "already_in_channel":
+                    raise
+
+    async def expand_approvers(self, ids: Iterable[str]) -> set[str]:
+        """User ids, with user groups (S…) replaced by their members (cached for a minute)."""
+        users: set[str] = set()
+        for item in ids:
+            if item.startswith("S"):
+                users |= await self._group_members(item)
+            else:
+                users.add(item)
+        return users
+
+    async def _group_members(self, group: str) -> frozenset[str]:
+        cached = self._groups.get(group)
+        if cached and time.monotonic() - cached[0] < GROUP_CACHE_SECONDS:
+            return cached[1]
+        data = await self._call(
+            f"read the members of user group {group}", "usergroups.users.list", usergroup=group
+        )
+        members = frozenset(str(u) for u in data.get("users", []))
+        self._groups[group] = (time.monotonic(), members)
+        return members
+
+    async def post(self, channel: str, text: str, blocks: list[dict] | None = None) -> str:
+        data = await self._call(
+            "post the message", "chat.postMessage", channel=channel, text=text, blocks=blocks
+        )
+        return str(data["ts"])
+
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
+        await self._call(
+            "update the message", "chat.update", channel=channel, ts=ts, text=text, blocks=blocks
+        )
+
+    async def pin(self, channel: str, ts: str) -> None:
+        try:
+            await self._call("pin the card", "pins.add", channel=channel, timestamp=ts)
+        except SlackProblem as problem:
+            if problem.code != "already_pinned":
+                raise
+
+    async def open_view(self, trigger_id: str, view: dict) -> None:
+        await self._call("open the form", "views.open", trigger_id=trigger_id, view=view)
+
+    async def update_view(self, view_id: str, view: dict, view_hash: str | None) -> None:
+        args: dict[str, object] = {"view_id": view_id, "view": view}
+        if view_hash:
+            args["hash"] = view_hash
+        await self._call("update the form", "views.update", **args)
+
+    async def tell(self, user: str, text: str, channel: str | None = None) -> None:
+        """A private answer: ephemeral where the user acted, else a direct message."""
+        if channel:
+            try:
+                await self._call(
+                    "answer privately", "chat.postEphemeral", channel=channel, user=user, text=text
+                )
+                return
+            except SlackProblem:
+                logger.info("ephemeral answer failed; sending a direct message instead")
+        await self._call("send a direct message", "chat.postMessage", channel=user, text=text)

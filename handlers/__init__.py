@@ -1,0 +1,13 @@
+"""Slack listeners: ack, parse, call a service, render. One module per surface."""
+
+from typing import Any
+
+from bot.context import Rein
+from handlers import agent_command, card_actions, declare_modal, errors, incident_command
+
+MODULES = (incident_command, agent_command, declare_modal, card_actions, errors)
+
+
+def register_all(app: Any, rein: Rein) -> None:
+    for module in MODULES:
+        module.register(app, rein)

@@ -1,0 +1,163 @@
+"""`/incident`: help, declare (form or quick), list, status, sev, close."""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bot.context import Rein
+from bot.domain.commands import (
+    CommandError,
+    parse_quick_declare,
+    parse_severity_change,
+    split_subcommand,
+)
+from bot.domain.lifecycle import IllegalTransition
+from bot.domain.models import NewIncident, parse_ref
+from bot.render import incident as render
+from bot.render.help import INCIDENT_HELP
+from bot.render.replies import confirm_duplicate_blocks, declared_text, report
+from bot.render.views import declare_modal
+from bot.services.declare import PossibleDuplicate, UnknownAgent, declare, open_room
+from bot.services.steering import Refused, change_severity, close_incident
+from bot.services.surfaces import refresh_surfaces, repost_card
+from bot.slack_gateway import SlackProblem
+
+Ack = Callable[..., Awaitable[None]]
+Subcommand = Callable[[Rein, str, dict, Ack, Any], Awaitable[None]]
+
+
+def register(app: Any, rein: Rein) -> None:
+    @app.command("/incident")
+    async def incident(ack: Ack, command: dict, respond: Any) -> None:
+        sub, rest = split_subcommand(command.get("text", ""))
+        handler = SUBCOMMANDS.get(sub or "help")
+        if handler is None:
+            await ack(text=f"`/incident {sub}` is not a subcommand.\n\n{INCIDENT_HELP}")
+            return
+        await handler(rein, rest, command, ack, respond)
+
+
+async def _help(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    await ack(text=INCIDENT_HELP)
+
+
+async def _declare(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    if not rest:
+        await ack()
+        view = declare_modal(rein.policy.agents, origin_channel=command.get("channel_id"))
+        try:
+            await rein.slack.open_view(command["trigger_id"], view)
+        except SlackProblem as problem:
+            await respond(text=str(problem), response_type="ephemeral")
+        return
+    try:
+        quick = parse_quick_declare(rest)
+        new = NewIncident(
+            title=quick.title,
+            agent_id=quick.agent_id,
+            severity=quick.severity,
+            declared_by=command["user_id"],
+        )
+        # Committed before Slack hears back: an acknowledged declaration is never lost.
+        declared = await declare(
+            new,
+            incidents=rein.incidents,
+            policy=rein.policy,
+            clock=rein.clock,
+            allow_duplicate=False,
+        )
+    except (CommandError, UnknownAgent) as exc:
+        await ack(text=str(exc))
+        return
+    except PossibleDuplicate as dup:
+        payload = json.dumps(
+            {"severity": quick.severity.value, "agent": quick.agent_id, "title": quick.title}
+        )
+        await ack(text=str(dup), blocks=confirm_duplicate_blocks(dup.existing, payload))
+        return
+    incident = declared.incident
+    await ack(text=f"Declared {incident.ref}. Setting up its channel…")
+    room = await open_room(incident, origin_channel=command.get("channel_id"), **rein.room)
+    await respond(
+        text=report(declared_text(room.incident), room.problems), response_type="ephemeral"
+    )
+
+
+async def _list(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    await ack()
+    incidents = await rein.incidents.newest("open", limit=render.LIST_LINES_MAX)
+    blocks = render.list_blocks(incidents, rein.clock())
+    await respond(
+        text=f"Open incidents: {len(incidents)}", blocks=blocks, response_type="ephemeral"
+    )
+
+
+async def _status(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    await ack()
+    try:
+        number, _ = await _target(rein, rest, command)
+        incident = await repost_card(
+            number, incidents=rein.incidents, slack=rein.slack, policy=rein.policy
+        )
+    except (Refused, LookupError, SlackProblem) as exc:
+        await respond(text=str(exc), response_type="ephemeral")
+        return
+    await respond(text=f"{incident.ref}'s card is below.", response_type="ephemeral")
+
+
+async def _sev(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    await ack()
+    try:
+        number, rest = await _target(rein, rest, command)
+        wanted = parse_severity_change(rest)
+        changed = await change_severity(
+            number, wanted.severity, wanted.reason, actor=command["user_id"], **rein.steering
+        )
+    except (CommandError, Refused) as exc:
+        await respond(text=str(exc), response_type="ephemeral")
+        return
+    problems = await refresh_surfaces(changed, **rein.surfaces)
+    done = f"{changed.ref} is now {changed.severity.label}."
+    await respond(text=report(done, problems), response_type="ephemeral")
+
+
+async def _close(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    await ack()
+    try:
+        number, note = await _target(rein, rest, command)
+        if not note:
+            raise Refused("Add a learning note: `/incident close <what was fixed and learned>`.")
+        closed = await close_incident(number, note, actor=command["user_id"], **rein.steering)
+    except (Refused, IllegalTransition) as exc:
+        await respond(text=str(exc), response_type="ephemeral")
+        return
+    problems = await refresh_surfaces(closed, **rein.surfaces)
+    await respond(text=report(f"{closed.ref} is closed.", problems), response_type="ephemeral")
+
+
+async def _target(rein: Rein, rest: str, command: dict) -> tuple[int, str]:
+    """The incident named first (`INC-12 …`), else the incident of this channel."""
+    first, _, remainder = rest.partition(" ")
+    if first.lower().startswith("inc-"):
+        try:
+            return parse_ref(first), remainder.strip()
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+    incident = await rein.incidents.by_channel(command.get("channel_id", ""))
+    if incident is None:
+        raise Refused(
+            "This is not an incident channel. Run it in one, or name the incident first: "
+            "`/incident sev INC-12 2 customers saw it`. `/incident list` shows open incidents."
+        )
+    return incident.number, rest
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "help": _help,
+    "declare": _declare,
+    "list": _list,
+    "status": _status,
+    "sev": _sev,
+    "severity": _sev,
+    "close": _close,
+}

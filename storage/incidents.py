@@ -1,0 +1,233 @@
+"""Incidents and their timeline. A state change and its timeline entries commit together."""
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from bot.domain.enums import IncidentStatus, TimelineKind
+from bot.domain.models import Incident, NewIncident, TimelineEntry
+from bot.domain.severity import Impact
+from storage.db import Database, from_db_time, to_db_time
+
+_OPEN = tuple(s.value for s in IncidentStatus if s.is_open)
+_COLUMNS = (
+    "number, title, summary, agent_id, severity, status, commander, declared_by, impact,"
+    " channel_id, channel_name, card_channel, card_ts, digest_ts, declared_at, created_at,"
+    " updated_at"
+)
+# Fields a lifecycle or severity change may rewrite; Slack references have their own call.
+_MUTABLE = ("title", "summary", "severity", "status", "commander", "impact", "declared_at")
+
+
+class UnknownIncident(LookupError):
+    def __init__(self, number: int) -> None:
+        super().__init__(f"There is no incident INC-{number}.")
+        self.number = number
+
+
+def _incident(row: aiosqlite.Row) -> Incident:
+    return Incident(
+        number=row["number"],
+        title=row["title"],
+        summary=row["summary"],
+        agent_id=row["agent_id"],
+        severity=row["severity"],
+        status=row["status"],
+        commander=row["commander"],
+        declared_by=row["declared_by"],
+        impact=Impact.model_validate_json(row["impact"]),
+        channel_id=row["channel_id"],
+        channel_name=row["channel_name"],
+        card_channel=row["card_channel"],
+        card_ts=row["card_ts"],
+        digest_ts=row["digest_ts"],
+        declared_at=from_db_time(row["declared_at"]),
+        created_at=from_db_time(row["created_at"]),
+        updated_at=from_db_time(row["updated_at"]),
+    )
+
+
+def _entry(row: aiosqlite.Row) -> TimelineEntry:
+    return TimelineEntry(
+        at=from_db_time(row["at"]),
+        actor=row["actor"],
+        kind=TimelineKind(row["kind"]),
+        text=row["text"],
+        data=json.loads(row["data"]),
+    )
+
+
+async def _append(
+    conn: aiosqlite.Connection, number: int, entries: Sequence[TimelineEntry]
+) -> None:
+    await conn.executemany(
+        "INSERT INTO timeline (incident, at, actor, kind, text, data) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (number, to_db_time(e.at), e.actor, e.kind.value, e.text, json.dumps(e.data))
+            for e in entries
+        ],
+    )
+
+
+def _mutable_values(incident: Incident) -> dict[str, Any]:
+    return {
+        "title": incident.title,
+        "summary": incident.summary,
+        "severity": incident.severity.value,
+        "status": incident.status.value,
+        "commander": incident.commander,
+        "impact": incident.impact.model_dump_json(),
+        "declared_at": to_db_time(incident.declared_at) if incident.declared_at else None,
+    }
+
+
+class IncidentEdit:
+    """The current incident, read inside a write transaction, and the way to save a change."""
+
+    def __init__(self, conn: aiosqlite.Connection, incident: Incident) -> None:
+        self._conn = conn
+        self.incident = incident
+
+    async def save(self, changed: Incident, entries: Sequence[TimelineEntry]) -> None:
+        values = _mutable_values(changed)
+        assignments = ", ".join(f"{name} = ?" for name in _MUTABLE)
+        await self._conn.execute(
+            f"UPDATE incidents SET {assignments}, updated_at = ? WHERE number = ?",  # noqa: S608
+            (*values.values(), to_db_time(changed.updated_at), changed.number),
+        )
+        await _append(self._conn, changed.number, entries)
+        self.incident = changed
+
+    async def append(self, entries: Sequence[TimelineEntry]) -> None:
+        await _append(self._conn, self.incident.number, entries)
+
+
+class IncidentRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self, new: NewIncident, *, status: IncidentStatus, commander: str, entry: TimelineEntry
+    ) -> tuple[Incident, bool]:
+        """Insert the incident and its first timeline entry. A repeated idempotency key returns
+        the incident it created the first time and `False`."""
+        async with self._db.transaction() as conn:
+            if new.idempotency_key:
+                async with conn.execute(
+                    f"SELECT {_COLUMNS} FROM incidents WHERE idempotency_key = ?",  # noqa: S608
+                    (new.idempotency_key,),
+                ) as cursor:
+                    row = await cursor.fetchone()
+                if row is not None:
+                    return _incident(row), False
+            at = to_db_time(entry.at)
+            declared_at = at if status is IncidentStatus.DECLARED else None
+            cursor = await conn.execute(
+                "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"
+                " declared_by, impact, idempotency_key, declared_at, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    new.title,
+                    new.summary,
+                    new.agent_id,
+                    new.severity.value,
+                    status.value,
+                    commander,
+                    new.declared_by,
+                    new.impact.model_dump_json(),
+                    new.idempotency_key,
+                    declared_at,
+                    at,
+                    at,
+                ),
+            )
+            number = cursor.lastrowid
+            assert number is not None
+            await _append(conn, number, [entry])
+            async with conn.execute(
+                f"SELECT {_COLUMNS} FROM incidents WHERE number = ?",  # noqa: S608
+                (number,),
+            ) as cur:
+                row = await cur.fetchone()
+            assert row is not None
+            return _incident(row), True
+
+    @asynccontextmanager
+    async def edit(self, number: int) -> AsyncIterator[IncidentEdit]:
+        """Read-modify-write under BEGIN IMMEDIATE: concurrent clicks see each other's result."""
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                f"SELECT {_COLUMNS} FROM incidents WHERE number = ?",  # noqa: S608
+                (number,),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise UnknownIncident(number)
+            yield IncidentEdit(conn, _incident(row))
+
+    async def append(self, number: int, entries: Sequence[TimelineEntry]) -> None:
+        async with self._db.transaction() as conn:
+            await _append(conn, number, entries)
+
+    async def set_slack_refs(self, number: int, **refs: str | None) -> None:
+        allowed = {"channel_id", "channel_name", "card_channel", "card_ts", "digest_ts"}
+        if not refs or not set(refs) <= allowed:
+            raise ValueError(f"unknown Slack reference fields: {sorted(set(refs) - allowed)}")
+        assignments = ", ".join(f"{name} = ?" for name in refs)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                f"UPDATE incidents SET {assignments} WHERE number = ?",  # noqa: S608
+                (*refs.values(), number),
+            )
+
+    async def get(self, number: int) -> Incident | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM incidents WHERE number = ?",  # noqa: S608
+            (number,),
+        )
+        return _incident(row) if row else None
+
+    async def by_channel(self, channel_id: str) -> Incident | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM incidents WHERE channel_id = ?"  # noqa: S608
+            " ORDER BY number DESC LIMIT 1",
+            (channel_id,),
+        )
+        return _incident(row) if row else None
+
+    async def recent_by_declarer(
+        self, declared_by: str, agent_id: str, title: str, since: datetime
+    ) -> Incident | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM incidents WHERE declared_by = ? AND agent_id = ?"  # noqa: S608
+            " AND title = ? AND created_at >= ? ORDER BY number DESC LIMIT 1",
+            (declared_by, agent_id, title, to_db_time(since)),
+        )
+        return _incident(row) if row else None
+
+    async def newest(self, status: str | None = None, limit: int = 100) -> list[Incident]:
+        """Newest first. `status`: "open" (every status but closed and dismissed), one status,
+        or None for all."""
+        if status == "open":
+            marks = ", ".join("?" for _ in _OPEN)
+            where, params = f"WHERE status IN ({marks})", list(_OPEN)
+        elif status is not None:
+            where, params = "WHERE status = ?", [IncidentStatus(status).value]
+        else:
+            where, params = "", []
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM incidents {where} ORDER BY number DESC LIMIT ?",  # noqa: S608
+            (*params, limit),
+        )
+        return [_incident(row) for row in rows]
+
+    async def timeline(self, number: int) -> list[TimelineEntry]:
+        rows = await self._db.fetchall(
+            "SELECT at, actor, kind, text, data FROM timeline WHERE incident = ? ORDER BY id",
+            (number,),
+        )
+        return [_entry(row) for row in rows]
