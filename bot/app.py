@@ -1,5 +1,6 @@
 """The one place that wires Rein together: configuration, policy, database, Slack, HTTP."""
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -88,11 +89,30 @@ class Runtime:
             await self.socket.connect_async()
 
     async def stop(self) -> None:
+        """Stop taking requests, let acknowledged work finish, then close the database."""
         if self.socket is not None:
             await self.socket.close_async()
         if self.runner is not None:
             await self.runner.cleanup()
+        await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
         await self.rein.db.close()
+
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+async def _drain_listeners(timeout: float) -> None:
+    """Bolt runs each listener on after its ack in a task of its own; wait for those."""
+    running = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and getattr(task.get_coro(), "__name__", "") == "run_ack_function_asynchronously"
+    ]
+    if running:
+        _, late = await asyncio.wait(running, timeout=timeout)
+        if late:
+            logger.warning("%d Slack listeners still running at shutdown", len(late))
 
 
 async def build_runtime(

@@ -8,8 +8,8 @@ import os
 import signal
 import sqlite3
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from bot.config import ConfigError, Settings, StorageSettings, load_settings, secrets_of
 from bot.domain.models import parse_ref

@@ -173,6 +173,24 @@ class IncidentRepo:
         async with self._db.transaction() as conn:
             await _append(conn, number, entries)
 
+    async def append_once(self, number: int, entry: TimelineEntry, dedupe_key: str) -> bool:
+        """Append unless an entry with this key exists; True when it was appended."""
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "INSERT OR IGNORE INTO timeline (incident, at, actor, kind, text, data, dedupe_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    number,
+                    to_db_time(entry.at),
+                    entry.actor,
+                    entry.kind.value,
+                    entry.text,
+                    json.dumps(entry.data),
+                    dedupe_key,
+                ),
+            )
+            return cursor.rowcount == 1
+
     async def set_slack_refs(self, number: int, **refs: str | None) -> None:
         allowed = {"channel_id", "channel_name", "card_channel", "card_ts", "digest_ts"}
         if not refs or not set(refs) <= allowed:

@@ -54,6 +54,7 @@ class TimelineKind(StrEnum):
     SEVERITY_CHANGED = "severity_changed"
     REFUSED = "refused"
     NOTE = "note"
+    PINNED_MESSAGE = "pinned_message"
     SLACK_PROBLEM = "slack_problem"
 
 

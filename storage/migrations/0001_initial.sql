@@ -32,7 +32,10 @@ CREATE TABLE timeline (
     actor     TEXT NOT NULL,
     kind      TEXT NOT NULL,
     text      TEXT NOT NULL,
-    data      TEXT NOT NULL DEFAULT '{}'                  -- JSON
+    data      TEXT NOT NULL DEFAULT '{}',                 -- JSON
+    -- Set for entries that must exist once however often Slack delivers them
+    -- (a pinned message, a retried event): a second insert with the same key is ignored.
+    dedupe_key TEXT UNIQUE
 );
 CREATE INDEX timeline_by_incident ON timeline (incident, id);
 
