@@ -21,7 +21,7 @@ LIST_LIMIT = 500
 REIN_KEY = web.AppKey("rein", Rein)
 TOKENS_KEY = web.AppKey("api_tokens", dict)
 BOLT_KEY = web.AppKey("bolt", AsyncApp)
-CALLER = "api_caller"
+CALLER = web.RequestKey("api_caller", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,6 +81,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def slack_events(request: web.Request) -> web.Response:
+    # slack_sdk's verifier raises (so Bolt answers 500) on a timestamp that is not a number;
+    # such a request is unsigned as far as Rein is concerned.
+    if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
+        return error(401, "invalid or missing Slack signature timestamp")
     bolt = request.app[BOLT_KEY]
     response = await bolt.async_dispatch(await to_bolt_request(request))
     return await to_aiohttp_response(response)

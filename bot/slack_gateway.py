@@ -31,6 +31,7 @@ _EXPLANATIONS = {
     "ratelimited": "Slack is rate-limiting Rein; it retried and gave up",
     "invalid_auth": "Slack rejected Rein's token",
     "expired_trigger_id": "the form took too long to open; run the command again",
+    "unreachable": "Slack could not be reached",
 }
 
 
@@ -59,7 +60,10 @@ def make_client(token: str, base_url: str, timeout: int = 10) -> AsyncWebClient:
 
 def _code(exc: SlackClientError) -> str:
     if isinstance(exc, SlackApiError):
-        return str(exc.response.get("error") or f"http_{exc.response.status_code}")
+        data = exc.response.data
+        # A 5xx from Slack (or a proxy) may carry an HTML page rather than JSON.
+        error = data.get("error") if isinstance(data, dict) else None
+        return str(error or f"http_{exc.response.status_code}")
     return "unreachable"
 
 
