@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL_NAME_ATTEMPTS = 10
 GROUP_CACHE_SECONDS = 60.0
-INVITE_BATCH = 1000  # conversations.invite takes at most 1000 ids
+INVITE_BATCH = 100  # conversations.invite takes at most 100 user ids
 
 # What a responder should read when Slack refuses, by Slack's error code.
 _EXPLANATIONS = {
@@ -76,7 +76,9 @@ class SlackGateway:
     async def _call(self, action: str, method: str, **args: object) -> dict:
         try:
             payload = {key: value for key, value in args.items() if value is not None}
-            response = await self.client.api_call(method, json=payload)
+            # slack_sdk's typed method knows each method's encoding (JSON, form or GET).
+            call = getattr(self.client, method.replace(".", "_"))
+            response = await call(**payload)
         except SlackClientError as exc:
             code = _code(exc)
             logger.warning("Slack %s failed: %s", method, code)

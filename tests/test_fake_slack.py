@@ -598,3 +598,11 @@ async def test_running_fake_leaves_violations_to_the_caller() -> None:
         assert await slack_error(client.api_call("no.such.method")) == "unknown_method"
 
     assert server.violations == ["no.such.method: unknown method (no no.such.method.json)"]
+
+
+async def test_json_body_for_a_method_without_json_input_is_a_violation() -> None:
+    async with running_fake() as fake:
+        client = AsyncWebClient(token=fake.token, base_url=fake.api_url)
+        with pytest.raises(SlackApiError):  # S1 is unknown; the encoding is what matters here
+            await client.api_call("usergroups.users.list", json={"usergroup": "S1"})
+        assert any("does not accept" in v for v in fake.violations)

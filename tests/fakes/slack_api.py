@@ -791,6 +791,11 @@ class FakeSlack:
         if request.method != "POST" or not request.can_read_body:
             return args
         if request.content_type == "application/json":
+            spec = load_method_spec(method, self.methods_dir)
+            if spec is not None and not spec.get("json_input_supported"):
+                # Slack ignores JSON arguments for these methods: the call would silently
+                # run without them.
+                self.violations.append(f"{method}: sent as JSON, which it does not accept")
             try:
                 body = await request.json()
             except ValueError:
