@@ -3,9 +3,16 @@
 from typing import Any
 
 from bot.context import Rein
-from handlers import agent_command, card_actions, declare_modal, errors, incident_command
+from handlers import (
+    agent_command,
+    card_actions,
+    declare_modal,
+    errors,
+    incident_command,
+    timeline_capture,
+)
 
-MODULES = (incident_command, agent_command, declare_modal, card_actions, errors)
+MODULES = (incident_command, agent_command, declare_modal, card_actions, timeline_capture, errors)
 
 
 def register_all(app: Any, rein: Rein) -> None:
