@@ -33,9 +33,11 @@ _SEVERITY_ICON = {
 
 
 def headline(incident: Incident) -> str:
-    """Plain text: notifications and screen readers see this, not the blocks."""
-    return t.plain(
-        f"{incident.ref} · {incident.severity.label} · {incident.status} · {incident.title}",
+    """The message's `text`: notifications and screen readers see it, and Slack parses it as
+    mrkdwn, so the title is escaped like any outside text."""
+    title = t.escape(" ".join(incident.title.split()))
+    return t.cut(
+        f"{incident.ref} · {incident.severity.label} · {incident.status} · {title}",
         t.FALLBACK_TEXT_MAX,
     )
 
@@ -153,35 +155,30 @@ def topic(incident: Incident) -> str:
 def list_blocks(incidents: Sequence[Incident], now: datetime) -> list[dict]:
     if not incidents:
         return t.to_dicts([SectionBlock(text="No open incidents. :white_check_mark:")])
-    lines = [
-        f"{_SEVERITY_ICON[i.severity]} *{i.ref}* {i.severity.label} · {i.status} · "
-        f"{t.mrkdwn(i.title, 120)} · {t.channel(i.channel_id)} · "
-        f"{t.age(i.declared_at or i.created_at, now)} old"
-        for i in incidents[:LIST_LINES_MAX]
-    ]
+    sections: list[list[str]] = [[]]
+    for incident in incidents[:LIST_LINES_MAX]:
+        line = _list_line(incident, now)
+        if sections[-1] and sum(len(x) + 1 for x in sections[-1]) + len(line) > t.SECTION_TEXT_MAX:
+            if len(sections) == t.MESSAGE_BLOCKS_MAX - 2:  # room for the header and "…more"
+                break
+            sections.append([])
+        sections[-1].append(line)
+    shown = sum(len(lines) for lines in sections)
     blocks: list[Block] = [SectionBlock(text=f"*Open incidents: {len(incidents)}*")]
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > t.SECTION_TEXT_MAX - 10:
-            blocks.append(SectionBlock(text="\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-        if len(blocks) == t.MESSAGE_BLOCKS_MAX - 2:
-            break
-    if chunk:
-        blocks.append(SectionBlock(text="\n".join(chunk)))
-    shown = sum(block.text.text.count("\n") + 1 for block in blocks[1:])  # type: ignore[union-attr]
+    blocks += [SectionBlock(text="\n".join(lines)) for lines in sections]
     if shown < len(incidents):
-        blocks.append(
-            ContextBlock(
-                elements=[
-                    MarkdownTextObject(
-                        text=f"…and {len(incidents) - shown} more: `GET /v1/incidents?status=open`"
-                    )
-                ]
-            )
-        )
+        more = f"…and {len(incidents) - shown} more: `GET /v1/incidents?status=open`"
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=more)]))
     return t.to_dicts(blocks)
+
+
+def _list_line(incident: Incident, now: datetime) -> str:
+    title = t.mrkdwn(" ".join(incident.title.split()), 120)  # one line per incident
+    return (
+        f"{_SEVERITY_ICON[incident.severity]} *{incident.ref}* {incident.severity.label} · "
+        f"{incident.status} · {title} · {t.channel(incident.channel_id)} · "
+        f"{t.age(incident.declared_at or incident.created_at, now)} old"
+    )
 
 
 def superseded_blocks() -> list[dict]:

@@ -15,7 +15,7 @@ BUTTON_TEXT_MAX = 75
 TOPIC_MAX = 250
 FALLBACK_TEXT_MAX = 3000
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
