@@ -13,7 +13,7 @@ TITLE_MAX = 150
 SUMMARY_MAX = 3000
 REASON_MAX = 500
 
-_REF = re.compile(r"^(?:inc-?)?(\d{1,9})$", re.IGNORECASE)
+_REF = re.compile(r"^(?:inc-?)?([0-9]{1,9})$", re.IGNORECASE)
 
 
 def parse_ref(ref: str) -> int:
