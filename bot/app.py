@@ -10,16 +10,23 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from bot.autonomy import AutonomyBoard
 from bot.clock import Clock, utc_now
 from bot.config import ConfigError, Settings
 from bot.context import Rein
+from bot.domain.models import Delivery
 from bot.domain.policy import Policy
 from bot.http_api import make_web_app
+from bot.killswitch import KillSwitchClient
 from bot.policy import load_policy, missing_kill_switch_secrets
+from bot.scheduler import DeliveryRunner
+from bot.services.deliveries import attempt_delivery
+from bot.services.surfaces import refresh_surfaces
 from bot.slack_gateway import SlackGateway, make_client
 from handlers import register_all
 from storage.agents import AgentRepo
 from storage.db import Database
+from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 logger = logging.getLogger(__name__)
@@ -60,6 +67,8 @@ class Runtime:
     rein: Rein
     bolt: AsyncApp
     web_app: web.Application
+    kill_switch: KillSwitchClient
+    deliveries: DeliveryRunner
     runner: web.AppRunner | None = None
     socket: AsyncSocketModeHandler | None = None
     sites: list[web.TCPSite] = field(default_factory=list)
@@ -70,6 +79,8 @@ class Runtime:
         return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
 
     async def start(self) -> None:
+        # Deliveries that were pending when Rein stopped resume first.
+        self.deliveries.start(await self.rein.deliveries.pending())
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.REIN_HOST, self.settings.REIN_PORT)
@@ -95,6 +106,8 @@ class Runtime:
         if self.runner is not None:
             await self.runner.cleanup()
         await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
+        self.deliveries.shutdown()
+        await self.kill_switch.close()
         await self.rein.db.close()
 
 
@@ -124,18 +137,51 @@ async def build_runtime(
     await db.migrate()
     agents = AgentRepo(db)
     await agents.seed({a.id: a.normal_mode for a in policy.agents}, clock())
+    board = AutonomyBoard()
+    board.load(await agents.all())
     client = make_client(settings.SLACK_BOT_TOKEN.get_secret_value(), settings.REIN_SLACK_API_URL)
     rein = Rein(
         policy=policy,
         db=db,
         incidents=IncidentRepo(db),
         agents=agents,
+        deliveries=DeliveryRepo(db),
         slack=SlackGateway(client),
         clock=clock,
+        board=board,
         announce_channel=settings.REIN_ANNOUNCE_CHANNEL,
+        triage_channel=settings.REIN_TRIAGE_CHANNEL,
     )
+    kill_switch = KillSwitchClient()
+    secrets = {
+        a.id: environ[a.kill_switch.secret_env] for a in policy.agents if a.kill_switch is not None
+    }
+
+    async def attempt(delivery_id: str) -> Delivery | None:
+        return await attempt_delivery(
+            delivery_id,
+            deliveries=rein.deliveries,
+            policy=policy,
+            sender=kill_switch,
+            secrets=secrets,
+            clock=clock,
+        )
+
+    async def show(delivery: Delivery) -> None:
+        incident = await rein.incidents.get(delivery.incident)
+        if incident is not None:
+            await refresh_surfaces(incident, **rein.surfaces)
+
+    rein.runner = DeliveryRunner(attempt, show)
     bolt = make_bolt(settings, rein)
     web_app = make_web_app(
         rein, settings.api_tokens, bolt if settings.slack_mode == "http" else None
     )
-    return Runtime(settings=settings, rein=rein, bolt=bolt, web_app=web_app)
+    return Runtime(
+        settings=settings,
+        rein=rein,
+        bolt=bolt,
+        web_app=web_app,
+        kill_switch=kill_switch,
+        deliveries=rein.runner,
+    )

@@ -3,11 +3,14 @@
 from dataclasses import dataclass
 from typing import Any
 
+from bot.autonomy import AutonomyBoard
 from bot.clock import Clock
 from bot.domain.policy import Policy
+from bot.scheduler import DeliveryRunner
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
 from storage.db import Database
+from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 
@@ -17,13 +20,17 @@ class Rein:
     db: Database
     incidents: IncidentRepo
     agents: AgentRepo
+    deliveries: DeliveryRepo
     slack: SlackGateway
     clock: Clock
+    board: AutonomyBoard
+    runner: DeliveryRunner | None = None  # set once the runtime has its scheduler
     announce_channel: str | None = None
+    triage_channel: str | None = None
 
     @property
     def steering(self) -> dict[str, Any]:
-        """The keyword arguments that the steering services share."""
+        """Services that authorise a person against an incident."""
         return {
             "incidents": self.incidents,
             "slack": self.slack,
@@ -32,15 +39,26 @@ class Rein:
         }
 
     @property
+    def containment(self) -> dict[str, Any]:
+        """`approve_containment` and `emergency_stop`."""
+        return {**self.steering, "agents": self.agents, "board": self.board}
+
+    @property
     def room(self) -> dict[str, Any]:
-        """The keyword arguments of `open_room`, but for the incident and where it came from."""
+        """`open_room`, but for the incident and where it came from."""
         return {**self.steering, "announce_channel": self.announce_channel}
 
     @property
     def surfaces(self) -> dict[str, Any]:
-        """The keyword arguments of `refresh_surfaces`."""
+        """`refresh_surfaces` and `repost_card`."""
         return {
             "slack": self.slack,
             "policy": self.policy,
             "announce_channel": self.announce_channel,
+            "deliveries": self.deliveries,
         }
+
+    def deliver(self, delivery_id: str) -> None:
+        """Start delivering to a kill switch now; attempts and retries follow on their own."""
+        assert self.runner is not None, "the runtime starts the delivery runner"
+        self.runner.schedule(delivery_id)

@@ -90,6 +90,14 @@ async def slack_events(request: web.Request) -> web.Response:
     return await to_aiohttp_response(response)
 
 
+async def get_autonomy(request: web.Request) -> web.Response:
+    """On every agent's hot path: bytes prepared when the state changed, no database read."""
+    body = request.app[REIN_KEY].board.body(request.match_info["agent_id"])
+    if body is None:
+        return error(404, f"there is no agent {request.match_info['agent_id']!r}", "agent_id")
+    return web.Response(body=body, content_type="application/json")
+
+
 async def get_incident(request: web.Request) -> web.Response:
     rein = request.app[REIN_KEY]
     try:
@@ -121,6 +129,7 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     if bolt is not None:
         app[BOLT_KEY] = bolt
         app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/v1/agents/{agent_id}/autonomy", get_autonomy)
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_get("/v1/incidents/{ref}", get_incident)
     return app

@@ -97,7 +97,11 @@ async def _status(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) 
     try:
         number, _ = await _target(rein, rest, command)
         incident = await repost_card(
-            number, incidents=rein.incidents, slack=rein.slack, policy=rein.policy
+            number,
+            incidents=rein.incidents,
+            slack=rein.slack,
+            policy=rein.policy,
+            deliveries=rein.deliveries,
         )
     except (Refused, LookupError, SlackProblem) as exc:
         await respond(text=str(exc), response_type="ephemeral")

@@ -50,6 +50,24 @@ class AgentRepo:
                 rows,
             )
 
+    @staticmethod
+    async def set_in(conn: aiosqlite.Connection, state: AgentAutonomy) -> None:
+        """Inside the caller's transaction: autonomy changes commit with their incident."""
+        await conn.execute(
+            "UPDATE agent_autonomy SET mode = ?, runs = ?, writes = ?, outbound = ?,"
+            " schedules = ?, incident = ?, updated_at = ? WHERE agent_id = ?",
+            (
+                state.mode.value,
+                state.runs,
+                state.writes,
+                state.outbound,
+                state.schedules,
+                state.incident,
+                to_db_time(state.updated_at),
+                state.agent_id,
+            ),
+        )
+
     async def all(self) -> list[AgentAutonomy]:
         rows = await self._db.fetchall(
             "SELECT agent_id, mode, runs, writes, outbound, schedules, incident, updated_at"

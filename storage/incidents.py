@@ -17,10 +17,33 @@ _OPEN = tuple(s.value for s in IncidentStatus if s.is_open)
 _COLUMNS = (
     "number, title, summary, agent_id, severity, status, commander, declared_by, impact,"
     " channel_id, channel_name, card_channel, card_ts, digest_ts, declared_at, created_at,"
-    " updated_at"
+    " updated_at, containment_plan, automatic, alert_kind, fingerprint, alert_count,"
+    " triage_channel, triage_ts"
 )
-# Fields a lifecycle or severity change may rewrite; Slack references have their own call.
-_MUTABLE = ("title", "summary", "severity", "status", "commander", "impact", "declared_at")
+# Fields a change may rewrite; Slack references have their own call.
+_MUTABLE = (
+    "title",
+    "summary",
+    "severity",
+    "status",
+    "commander",
+    "impact",
+    "declared_at",
+    "containment_plan",
+    "automatic",
+    "alert_count",
+)
+_SLACK_REFS = frozenset(
+    {
+        "channel_id",
+        "channel_name",
+        "card_channel",
+        "card_ts",
+        "digest_ts",
+        "triage_channel",
+        "triage_ts",
+    }
+)
 
 
 class UnknownIncident(LookupError):
@@ -48,6 +71,13 @@ def _incident(row: aiosqlite.Row) -> Incident:
         declared_at=from_db_time(row["declared_at"]),
         created_at=from_db_time(row["created_at"]),
         updated_at=from_db_time(row["updated_at"]),
+        containment_plan=json.loads(row["containment_plan"]) if row["containment_plan"] else None,
+        automatic=row["automatic"],
+        alert_kind=row["alert_kind"],
+        fingerprint=row["fingerprint"],
+        alert_count=row["alert_count"],
+        triage_channel=row["triage_channel"],
+        triage_ts=row["triage_ts"],
     )
 
 
@@ -82,6 +112,13 @@ def _mutable_values(incident: Incident) -> dict[str, Any]:
         "commander": incident.commander,
         "impact": incident.impact.model_dump_json(),
         "declared_at": to_db_time(incident.declared_at) if incident.declared_at else None,
+        "containment_plan": (
+            json.dumps([m.value for m in incident.containment_plan])
+            if incident.containment_plan is not None
+            else None
+        ),
+        "automatic": incident.automatic,
+        "alert_count": incident.alert_count,
     }
 
 
@@ -91,6 +128,11 @@ class IncidentEdit:
     def __init__(self, conn: aiosqlite.Connection, incident: Incident) -> None:
         self._conn = conn
         self.incident = incident
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """For other repositories' writes that must commit with this change."""
+        return self._conn
 
     async def save(self, changed: Incident, entries: Sequence[TimelineEntry]) -> None:
         values = _mutable_values(changed)
@@ -128,8 +170,9 @@ class IncidentRepo:
             declared_at = at if status is IncidentStatus.DECLARED else None
             cursor = await conn.execute(
                 "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"
-                " declared_by, impact, idempotency_key, declared_at, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " declared_by, impact, idempotency_key, declared_at, created_at, updated_at,"
+                " alert_kind, fingerprint, alert_count)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.title,
                     new.summary,
@@ -143,6 +186,9 @@ class IncidentRepo:
                     declared_at,
                     at,
                     at,
+                    new.alert_kind,
+                    new.fingerprint,
+                    1 if new.alert_kind else 0,
                 ),
             )
             number = cursor.lastrowid
@@ -192,9 +238,8 @@ class IncidentRepo:
             return cursor.rowcount == 1
 
     async def set_slack_refs(self, number: int, **refs: str | None) -> None:
-        allowed = {"channel_id", "channel_name", "card_channel", "card_ts", "digest_ts"}
-        if not refs or not set(refs) <= allowed:
-            raise ValueError(f"unknown Slack reference fields: {sorted(set(refs) - allowed)}")
+        if not refs or not set(refs) <= _SLACK_REFS:
+            raise ValueError(f"unknown Slack reference fields: {sorted(set(refs) - _SLACK_REFS)}")
         assignments = ", ".join(f"{name} = ?" for name in refs)
         async with self._db.transaction() as conn:
             await conn.execute(
@@ -242,6 +287,22 @@ class IncidentRepo:
             (*params, limit),
         )
         return [_incident(row) for row in rows]
+
+    async def open_by_fingerprint(self, fingerprint: str) -> Incident | None:
+        row = await self._db.fetchone(
+            f"SELECT {_COLUMNS} FROM incidents WHERE fingerprint = ?"  # noqa: S608
+            " AND status NOT IN ('closed', 'dismissed')",
+            (fingerprint,),
+        )
+        return _incident(row) if row else None
+
+    async def last_transition_to(self, number: int, status: IncidentStatus) -> TimelineEntry | None:
+        row = await self._db.fetchone(
+            "SELECT at, actor, kind, text, data FROM timeline WHERE incident = ? AND kind = ?"
+            " AND json_extract(data, '$.to') = ? ORDER BY id DESC LIMIT 1",
+            (number, TimelineKind.STATUS_CHANGED.value, status.value),
+        )
+        return _entry(row) if row else None
 
     async def timeline(self, number: int) -> list[TimelineEntry]:
         rows = await self._db.fetchall(

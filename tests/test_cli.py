@@ -143,7 +143,7 @@ async def test_check_gives_a_verdict_for_each_part(tmp_path: Path, fake_slack: F
 async def test_migrate_then_export(tmp_path: Path) -> None:
     env = {"REIN_DB_PATH": str(tmp_path / "rein.db")}
     code, out, _ = await rein_cli("migrate", env=env, cwd=tmp_path)
-    assert code == 0 and "applied [1]" in out
+    assert code == 0 and "applied [1, 2]" in out
     code, out, _ = await rein_cli("migrate", env=env, cwd=tmp_path)
     assert code == 0 and "already up to date" in out
 

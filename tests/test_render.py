@@ -124,10 +124,15 @@ def assert_message_within_limits(blocks: list[dict]) -> None:
             assert all(len(e["text"]) <= 3000 for e in block["elements"])
         elif kind == "actions":
             assert len(block["elements"]) <= 25
-            for button in block["elements"]:
-                assert len(button["text"]["text"]) <= 75
-                assert len(button.get("value", "")) <= 2000
-                assert len(button["action_id"]) <= 255
+            for element in block["elements"]:
+                assert len(element["action_id"]) <= 255
+                if element["type"] == "checkboxes":
+                    assert len(element["options"]) <= 10
+                    assert all(len(o["text"]["text"]) <= 75 for o in element["options"])
+                    continue
+                assert element["type"] == "button"
+                assert len(element["text"]["text"]) <= 75
+                assert len(element.get("value", "")) <= 2000
         else:
             assert kind in ("divider", "input"), kind
 
@@ -412,6 +417,7 @@ def _buttons(blocks: list[dict]) -> dict[str, dict]:
         for block in blocks
         if block["type"] == "actions"
         for element in block["elements"]
+        if element["type"] == "button"
     }
 
 
@@ -431,6 +437,7 @@ def test_card_buttons_fit_the_status(severity: Severity, status: IncidentStatus)
         assert "Change severity" in buttons
         assert buttons["Change severity"]["action_id"] == render.CHANGE_SEVERITY
         assert buttons["Change severity"]["value"] == "31"
+    assert ("Approve containment" in buttons) is (status is IncidentStatus.DECLARED)
     closable = status is IncidentStatus.DECLARED and severity is Severity.SEV4
     assert ("Close incident" in buttons) is closable
     if closable:

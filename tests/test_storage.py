@@ -89,11 +89,11 @@ async def move(repo: IncidentRepo, number: int, status: IncidentStatus) -> None:
 async def test_migrations_are_applied_once_and_recorded(db_path: Path) -> None:
     database = await Database.open(str(db_path))
     try:
-        assert await database.pending_migrations() == [1]
+        assert await database.pending_migrations() == [1, 2]
         applied = await database.migrate()
-        assert applied == [1]
+        assert applied == [1, 2]
         rows = await database.fetchall("SELECT version, name, applied_at FROM schema_migrations")
-        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial")]
+        assert [(r["version"], r["name"]) for r in rows] == [(1, "initial"), (2, "containment")]
         assert from_db_time(rows[0]["applied_at"]) is not None
         assert await database.pending_migrations() == []
         assert await database.migrate() == []
@@ -110,7 +110,7 @@ async def test_migrations_are_applied_once_and_recorded(db_path: Path) -> None:
     try:
         assert await again.migrate() == []
         count = await again.fetchone("SELECT COUNT(*) FROM schema_migrations")
-        assert count is not None and count[0] == 1
+        assert count is not None and count[0] == 2
     finally:
         await again.close()
 

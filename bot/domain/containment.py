@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from bot.domain.enums import AutonomyMode, ContainmentMove, Severity
-from bot.domain.models import switches_for
+from bot.domain.models import Incident, switches_for
 from bot.domain.policy import Agent
 
 M = ContainmentMove
@@ -48,6 +48,13 @@ def applicable_moves(agent: Agent | None) -> tuple[ContainmentMove, ...]:
 def default_plan(severity: Severity, agent: Agent | None) -> tuple[ContainmentMove, ...]:
     possible = applicable_moves(agent)
     return tuple(m for m in PLAN_BY_SEVERITY[severity] if m in possible)
+
+
+def plan_for(incident: Incident, agent: Agent | None) -> tuple[ContainmentMove, ...]:
+    """The commander's adjusted plan, or the severity's default for this agent."""
+    if incident.containment_plan is not None:
+        return incident.containment_plan
+    return default_plan(incident.severity, agent)
 
 
 def normalise_plan(moves: Iterable[str], agent: Agent | None) -> tuple[ContainmentMove, ...]:

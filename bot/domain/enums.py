@@ -48,6 +48,17 @@ class ContainmentMove(StrEnum):
     FREEZE_OUTBOUND = "freeze_outbound"
 
 
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # being delivered or waiting for its next attempt
+    CONFIRMED = "confirmed"  # the kill switch answered 2xx in time
+    UNCONFIRMED = "unconfirmed"  # every attempt failed: shown loudly, with a retry button
+
+
+class DeliveryEvent(StrEnum):
+    CONTAINMENT = "containment"
+    AUTONOMY_CHANGED = "autonomy_changed"
+
+
 class TimelineKind(StrEnum):
     DECLARED = "declared"
     STATUS_CHANGED = "status_changed"
@@ -56,6 +67,10 @@ class TimelineKind(StrEnum):
     NOTE = "note"
     PINNED_MESSAGE = "pinned_message"
     SLACK_PROBLEM = "slack_problem"
+    PLAN_CHANGED = "plan_changed"
+    AUTONOMY_CHANGED = "autonomy_changed"
+    DELIVERY = "delivery"
+    ALERT = "alert"
 
 
 class EvidenceKind(StrEnum):

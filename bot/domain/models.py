@@ -6,7 +6,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.domain.enums import AutonomyMode, IncidentStatus, Severity, TimelineKind
+from bot.domain.enums import (
+    AutonomyMode,
+    ContainmentMove,
+    DeliveryEvent,
+    DeliveryState,
+    IncidentStatus,
+    Severity,
+    TimelineKind,
+)
 from bot.domain.severity import Impact
 
 TITLE_MAX = 150
@@ -58,10 +66,37 @@ class Incident(BaseModel):
     declared_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    containment_plan: tuple[ContainmentMove, ...] | None = None  # None: the default plan
+    automatic: str | None = None  # why Rein declared or contained by itself
+    alert_kind: str | None = None
+    fingerprint: str | None = None
+    alert_count: int = 0
+    triage_channel: str | None = None
+    triage_ts: str | None = None
 
     @property
     def ref(self) -> str:
         return format_ref(self.number)
+
+
+class Delivery(BaseModel):
+    """One message to an agent's kill switch, retried under the same id until confirmed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    incident: int
+    agent_id: str
+    event: DeliveryEvent
+    actions: tuple[ContainmentMove, ...]
+    mode: AutonomyMode
+    issued_at: datetime
+    state: DeliveryState = DeliveryState.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    confirmed_at: datetime | None = None
+    updated_at: datetime
 
 
 class NewIncident(BaseModel):
@@ -77,6 +112,8 @@ class NewIncident(BaseModel):
     impact: Impact = Field(default_factory=Impact)
     override_reason: str = Field(default="", max_length=REASON_MAX)
     idempotency_key: str | None = None
+    alert_kind: str | None = None
+    fingerprint: str | None = None
 
 
 class AgentAutonomy(BaseModel):

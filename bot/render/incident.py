@@ -7,21 +7,27 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    CheckboxesElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
+    Option,
     SectionBlock,
 )
 
-from bot.domain.enums import IncidentStatus, Severity
-from bot.domain.models import Incident
+from bot.domain.containment import MAX_ATTEMPTS, MOVE_LABELS, applicable_moves, plan_for
+from bot.domain.enums import DeliveryEvent, DeliveryState, IncidentStatus, Severity
+from bot.domain.models import Delivery, Incident
 from bot.domain.policy import Agent
 from bot.domain.severity import IMPACT_LABELS, SEVERITY_TABLE, suggest_severity
 from bot.render import text as t
 
 CHANGE_SEVERITY = "incident_change_severity"
 CLOSE_INCIDENT = "incident_close"
+APPROVE_CONTAINMENT = "incident_approve_containment"
+CONTAINMENT_PLAN = "incident_containment_plan"
+RETRY_DELIVERY = "incident_retry_delivery"
 LIST_LINES_MAX = 400
 
 _SEVERITY_ICON = {
@@ -48,7 +54,9 @@ def agent_label(agent_id: str, agent: Agent | None) -> str:
     return f"{t.escape(agent.name)} (`{t.escape(agent.id)}`)"
 
 
-def card_blocks(incident: Incident, agent: Agent | None) -> list[dict]:
+def card_blocks(
+    incident: Incident, agent: Agent | None, deliveries: Sequence[Delivery] = ()
+) -> list[dict]:
     sev = incident.severity
     blocks: list[Block] = [
         HeaderBlock(
@@ -80,14 +88,18 @@ def card_blocks(incident: Incident, agent: Agent | None) -> list[dict]:
     impact = impact_line(incident)
     if impact:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=impact)]))
+    if incident.automatic:
+        note = f":robot_face: Rein acted by itself: {t.mrkdwn(incident.automatic, 500)}"
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=note)]))
     rule = SEVERITY_TABLE[sev]
     checklist = "\n".join(f"☐ {item}" for item in rule.required_response)
     blocks += [
         DividerBlock(),
         SectionBlock(text=f"*Required response for {sev.label}*\n{checklist}"),
         ContextBlock(elements=[MarkdownTextObject(text=f"{sev.label} is for: {rule.example}")]),
+        *containment_blocks(incident, agent, deliveries),
     ]
-    buttons = card_buttons(incident)
+    buttons = card_buttons(incident, deliveries)
     if buttons:
         blocks.append(ActionsBlock(block_id="card_actions", elements=buttons))
     return t.to_dicts(blocks)
@@ -108,10 +120,103 @@ def impact_line(incident: Incident) -> str:
     )
 
 
-def card_buttons(incident: Incident) -> list[ButtonElement]:
+def containment_blocks(
+    incident: Incident, agent: Agent | None, deliveries: Sequence[Delivery]
+) -> list[Block]:
+    if incident.status is IncidentStatus.DECLARED:
+        return _plan_blocks(incident, agent)
+    if incident.containment_plan is None:  # never contained (triage, dismissed, SEV-4 closed)
+        return []
+    return _containment_state_blocks(incident, agent, deliveries)
+
+
+def _plan_blocks(incident: Incident, agent: Agent | None) -> list[Block]:
+    plan = plan_for(incident, agent)
+    options = [Option(value=m.value, text=MOVE_LABELS[m]) for m in applicable_moves(agent)]
+    how = (
+        "the autonomy API alone holds it: this agent has no kill switch"
+        if agent is not None and agent.kill_switch is None
+        else "its kill switch is told"
+    )
+    return [
+        SectionBlock(
+            text=f"*Containment plan* — approving pauses the agent at once and {how}. "
+            "Adjust the moves before approving if needed."
+        ),
+        ActionsBlock(
+            block_id="containment",
+            elements=[
+                CheckboxesElement(
+                    action_id=CONTAINMENT_PLAN,
+                    options=options,
+                    initial_options=[o for o in options if o.value in plan] or None,
+                ),
+                ButtonElement(
+                    text="Approve containment",
+                    action_id=APPROVE_CONTAINMENT,
+                    value=str(incident.number),
+                    style="danger",
+                ),
+            ],
+        ),
+    ]
+
+
+def _containment_state_blocks(
+    incident: Incident, agent: Agent | None, deliveries: Sequence[Delivery]
+) -> list[Block]:
+    delivery = _latest(deliveries, DeliveryEvent.CONTAINMENT)
+    icon, state = _delivery_state(delivery, agent is not None and agent.kill_switch is None)
+    lines = "\n".join(f"{icon} {MOVE_LABELS[m]} — {state}" for m in plan_for(incident, agent))
+    blocks: list[Block] = [SectionBlock(text=t.cut(f"*Containment*\n{lines}", t.SECTION_TEXT_MAX))]
+    if delivery is not None and delivery.state is DeliveryState.UNCONFIRMED:
+        last = t.escape(delivery.last_error or "unknown")
+        warning = (
+            ":rotating_light: *Containment NOT CONFIRMED.* The kill switch did not acknowledge "
+            f"after {delivery.attempts} attempts (last: {last}). The autonomy API already "
+            f"answers `{delivery.mode.value}`; make sure the agent really stopped."
+        )
+        blocks.append(SectionBlock(text=t.cut(warning, t.SECTION_TEXT_MAX)))
+    return blocks
+
+
+def _latest(deliveries: Sequence[Delivery], event: DeliveryEvent) -> Delivery | None:
+    matching = [d for d in deliveries if d.event is event]
+    return matching[-1] if matching else None
+
+
+def _delivery_state(delivery: Delivery | None, no_kill_switch: bool) -> tuple[str, str]:
+    if delivery is None:
+        if no_kill_switch:
+            return ":lock:", "held by the autonomy API (no kill switch)"
+        return ":lock:", "held by the autonomy API"
+    if delivery.state is DeliveryState.CONFIRMED:
+        return ":white_check_mark:", "confirmed by the kill switch"
+    if delivery.state is DeliveryState.UNCONFIRMED:
+        return ":rotating_light:", "*NOT CONFIRMED* by the kill switch"
+    if delivery.attempts == 0:
+        return ":hourglass_flowing_sand:", "delivering to the kill switch…"
+    return (
+        ":repeat:",
+        f"retrying (attempt {delivery.attempts + 1} of {MAX_ATTEMPTS}; "
+        f"last: {t.escape(delivery.last_error or 'unknown')})",
+    )
+
+
+def card_buttons(incident: Incident, deliveries: Sequence[Delivery] = ()) -> list[ButtonElement]:
     """Only the moves that fit the status. Later capabilities add theirs here."""
     value = str(incident.number)
     buttons: list[ButtonElement] = []
+    unconfirmed = [d for d in deliveries if d.state is DeliveryState.UNCONFIRMED]
+    if unconfirmed and incident.status.is_open:
+        buttons.append(
+            ButtonElement(
+                text="Retry delivery",
+                action_id=RETRY_DELIVERY,
+                value=unconfirmed[-1].id,
+                style="danger",
+            )
+        )
     if incident.status.is_open and incident.status is not IncidentStatus.TRIAGE:
         buttons.append(
             ButtonElement(text="Change severity", action_id=CHANGE_SEVERITY, value=value)

@@ -6,23 +6,33 @@ from bot.domain.models import Incident
 from bot.domain.policy import Policy
 from bot.render import incident as render
 from bot.slack_gateway import SlackGateway, SlackProblem
+from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 logger = logging.getLogger(__name__)
 
 
 async def refresh_surfaces(
-    incident: Incident, *, slack: SlackGateway, policy: Policy, announce_channel: str | None
+    incident: Incident,
+    *,
+    slack: SlackGateway,
+    policy: Policy,
+    announce_channel: str | None,
+    deliveries: DeliveryRepo,
 ) -> list[str]:
     """Edit the card and the digest, set the topic; return what could not be done."""
     agent = policy.agent(incident.agent_id)
+    sent = await deliveries.for_incident(incident.number)
     problems: list[str] = []
     text = render.headline(incident)
     edits = []
     if incident.card_channel and incident.card_ts:
         edits.append(
             slack.update(
-                incident.card_channel, incident.card_ts, text, render.card_blocks(incident, agent)
+                incident.card_channel,
+                incident.card_ts,
+                text,
+                render.card_blocks(incident, agent, sent),
             )
         )
     if announce_channel and incident.digest_ts:
@@ -45,7 +55,12 @@ SUPERSEDED = "This card is out of date: the current one is further down the chan
 
 
 async def repost_card(
-    number: int, *, incidents: IncidentRepo, slack: SlackGateway, policy: Policy
+    number: int,
+    *,
+    incidents: IncidentRepo,
+    slack: SlackGateway,
+    policy: Policy,
+    deliveries: DeliveryRepo,
 ) -> Incident:
     """Post the card again at the bottom of the incident channel and make it the live one;
     the old card loses its buttons so nobody acts on stale state."""
@@ -56,7 +71,9 @@ async def repost_card(
     if channel is None:
         raise LookupError(f"{incident.ref} has no channel to post its card in.")
     agent = policy.agent(incident.agent_id)
-    ts = await slack.post(channel, render.headline(incident), render.card_blocks(incident, agent))
+    sent = await deliveries.for_incident(number)
+    card = render.card_blocks(incident, agent, sent)
+    ts = await slack.post(channel, render.headline(incident), card)
     await incidents.set_slack_refs(number, card_channel=channel, card_ts=ts)
     if incident.card_channel and incident.card_ts:
         try:

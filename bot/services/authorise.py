@@ -1,0 +1,51 @@
+"""Who may act on an incident, checked with user groups expanded; refusals are recorded."""
+
+from bot.clock import Clock
+from bot.domain.enums import Severity, TimelineKind
+from bot.domain.models import Incident, TimelineEntry
+from bot.domain.policy import Policy
+from bot.domain.roles import may_steer
+from bot.render.text import user as mention
+from bot.slack_gateway import SlackGateway
+from storage.incidents import IncidentRepo
+
+
+class Refused(Exception):
+    """An action the user may not take, or that makes no sense now; the message says why."""
+
+
+async def authorise(
+    user: str,
+    incident: Incident,
+    action: str,
+    severities: set[Severity],
+    *,
+    incidents: IncidentRepo,
+    slack: SlackGateway,
+    policy: Policy,
+    clock: Clock,
+) -> None:
+    approvers: set[str] = set()
+    for severity in severities:
+        approvers |= await slack.expand_approvers(policy.approvers(severity))
+    if may_steer(user, incident, policy, approvers):
+        return
+    labels = "/".join(s.label for s in sorted(severities))
+    who = [f"the commander ({mention(incident.commander)})"]
+    agent = policy.agent(incident.agent_id)
+    if agent is not None:
+        who.append(f"the agent owner ({mention(agent.owner)})")
+    message = f"Only {', '.join(who)} or a {labels} approver can {action} {incident.ref}."
+    await incidents.append(
+        incident.number,
+        [
+            TimelineEntry(
+                at=clock(),
+                actor=user,
+                kind=TimelineKind.REFUSED,
+                text=f"Refused: {mention(user)} tried to {action}",
+                data={"action": action},
+            )
+        ],
+    )
+    raise Refused(message)
