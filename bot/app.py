@@ -5,6 +5,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -14,6 +15,7 @@ from bot.autonomy import AutonomyBoard
 from bot.clock import Clock, utc_now
 from bot.config import ConfigError, Settings
 from bot.context import Rein
+from bot.domain.containment import DELIVERY_TIMEOUT, RETRY_DELAYS
 from bot.domain.models import Delivery
 from bot.domain.policy import Policy
 from bot.http_api import make_web_app
@@ -128,8 +130,20 @@ async def _drain_listeners(timeout: float) -> None:
             logger.warning("%d Slack listeners still running at shutdown", len(late))
 
 
+@dataclass(frozen=True)
+class DeliveryTimings:
+    """Kill-switch timing; tests shorten it, production keeps PRODUCT.md's."""
+
+    retry_delays: tuple[timedelta, ...] = RETRY_DELAYS
+    timeout_seconds: float = DELIVERY_TIMEOUT.total_seconds()
+
+
 async def build_runtime(
-    settings: Settings, *, environ: Mapping[str, str] | None = None, clock: Clock = utc_now
+    settings: Settings,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock = utc_now,
+    timings: DeliveryTimings = DeliveryTimings(),
 ) -> Runtime:
     environ = os.environ if environ is None else environ
     policy = load_checked_policy(settings, environ)
@@ -152,7 +166,7 @@ async def build_runtime(
         announce_channel=settings.REIN_ANNOUNCE_CHANNEL,
         triage_channel=settings.REIN_TRIAGE_CHANNEL,
     )
-    kill_switch = KillSwitchClient()
+    kill_switch = KillSwitchClient(timings.timeout_seconds)
     secrets = {
         a.id: environ[a.kill_switch.secret_env] for a in policy.agents if a.kill_switch is not None
     }
@@ -165,6 +179,7 @@ async def build_runtime(
             sender=kill_switch,
             secrets=secrets,
             clock=clock,
+            delays=timings.retry_delays,
         )
 
     async def show(delivery: Delivery) -> None:

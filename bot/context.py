@@ -46,7 +46,11 @@ class Rein:
     @property
     def room(self) -> dict[str, Any]:
         """`open_room`, but for the incident and where it came from."""
-        return {**self.steering, "announce_channel": self.announce_channel}
+        return {
+            **self.steering,
+            "announce_channel": self.announce_channel,
+            "deliveries": self.deliveries,
+        }
 
     @property
     def surfaces(self) -> dict[str, Any]:

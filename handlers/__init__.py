@@ -6,13 +6,22 @@ from bot.context import Rein
 from handlers import (
     agent_command,
     card_actions,
+    containment_actions,
     declare_modal,
     errors,
     incident_command,
     timeline_capture,
 )
 
-MODULES = (incident_command, agent_command, declare_modal, card_actions, timeline_capture, errors)
+MODULES = (
+    incident_command,
+    agent_command,
+    declare_modal,
+    card_actions,
+    containment_actions,
+    timeline_capture,
+    errors,  # last: the one error handler
+)
 
 
 def register_all(app: Any, rein: Rein) -> None:

@@ -15,8 +15,9 @@ from bot.domain.lifecycle import IllegalTransition
 from bot.domain.models import NewIncident, parse_ref
 from bot.render import incident as render
 from bot.render.help import INCIDENT_HELP
-from bot.render.replies import confirm_duplicate_blocks, declared_text, report
+from bot.render.replies import confirm_duplicate_blocks, contained_text, declared_text, report
 from bot.render.views import declare_modal
+from bot.services.containment import approve_containment
 from bot.services.declare import PossibleDuplicate, UnknownAgent, declare, open_room
 from bot.services.steering import Refused, change_severity, close_incident
 from bot.services.surfaces import refresh_surfaces, repost_card
@@ -125,6 +126,22 @@ async def _sev(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> 
     await respond(text=report(done, problems), response_type="ephemeral")
 
 
+async def _contain(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
+    await ack()
+    try:
+        number, _ = await _target(rein, rest, command)
+        contained = await approve_containment(number, actor=command["user_id"], **rein.containment)
+    except (Refused, IllegalTransition) as exc:
+        await respond(text=str(exc), response_type="ephemeral")
+        return
+    if contained.delivery is not None:
+        rein.deliver(contained.delivery.id)
+    problems = await refresh_surfaces(contained.incident, **rein.surfaces)
+    await respond(
+        text=report(contained_text(contained.incident), problems), response_type="ephemeral"
+    )
+
+
 async def _close(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     await ack()
     try:
@@ -164,4 +181,5 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "sev": _sev,
     "severity": _sev,
     "close": _close,
+    "contain": _contain,
 }

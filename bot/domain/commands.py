@@ -68,6 +68,37 @@ def parse_quick_declare(text: str) -> QuickDeclare:
     return QuickDeclare(severity=severity, agent_id=agent, title=title)
 
 
+@dataclass(frozen=True)
+class EmergencyStop:
+    agent_id: str
+    severity: Severity
+    reason: str
+
+
+EMERGENCY_STOP_FORM = "/agent pause crm-writer [sev2] writing garbage into the CRM"
+
+
+def parse_emergency_stop(text: str) -> EmergencyStop:
+    """`crm-writer [sev2] <reason>`: SEV-3 unless a severity is given."""
+    words = text.split()
+    if len(words) < 2:
+        raise CommandError(f"Name the agent and say why: `{EMERGENCY_STOP_FORM}`.")
+    agent_id, rest = words[0], words[1:]
+    severity = Severity.SEV3
+    if rest[0].lower().startswith("sev"):
+        try:
+            severity = parse_severity(rest[0])
+        except ValueError as exc:
+            raise CommandError(f"{exc} `{EMERGENCY_STOP_FORM}`") from None
+        rest = rest[1:]
+    reason = " ".join(rest)
+    if not reason:
+        raise CommandError(f"Say why the agent must stop: `{EMERGENCY_STOP_FORM}`.")
+    if len(reason) > REASON_MAX:
+        raise CommandError(f"Keep the reason to {REASON_MAX} characters.")
+    return EmergencyStop(agent_id=agent_id, severity=severity, reason=reason)
+
+
 def parse_severity_change(text: str) -> SeverityChange:
     """`2 wider than we thought` or `sev2 wider than we thought`."""
     word, _, reason = text.strip().partition(" ")

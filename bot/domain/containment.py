@@ -1,6 +1,6 @@
 """The playbook's four containment moves, the plan per severity, and delivery retry timing."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from bot.domain.enums import AutonomyMode, ContainmentMove, Severity
@@ -69,8 +69,8 @@ def contained_switches() -> dict[str, bool]:
     return switches_for(AutonomyMode.PAUSED)
 
 
-def retry_delay(attempts_made: int) -> timedelta | None:
+def retry_delay(attempts_made: int, delays: Sequence[timedelta] = RETRY_DELAYS) -> timedelta | None:
     """How long to wait after `attempts_made` failed attempts; None once they are used up."""
-    if 1 <= attempts_made <= len(RETRY_DELAYS):
-        return RETRY_DELAYS[attempts_made - 1]
+    if 1 <= attempts_made <= len(delays):
+        return delays[attempts_made - 1]
     return None

@@ -8,6 +8,7 @@ INCIDENT_HELP = f"""*Rein: incident response for AI agents*
 • `/incident list` — open incidents with severity, status, age and channel
 • `/incident status` — in an incident channel: post its card again
 • `/incident sev <1-4> <reason>` — in an incident channel: change the severity
+• `/incident contain` — in an incident channel: approve its containment plan
 • `/incident close <learning note>` — in an incident channel: close a SEV-4 straight from declared
 • `/incident help` — this list
 `sev`, `status` and `close` also take an incident first:
@@ -15,4 +16,6 @@ INCIDENT_HELP = f"""*Rein: incident response for AI agents*
 
 AGENT_HELP = """*Rein: agents*
 • `/agent list` — every agent in the policy file, its mode and switches
-• `/agent status <id>` — one agent, with the incident holding it"""
+• `/agent status <id>` — one agent, with the incident holding it
+• `/agent pause <id> [sev1-4] <reason>` — emergency stop (agent owner or an approver): \
+declares an incident (SEV-3 unless given) and contains it at once"""

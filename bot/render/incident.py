@@ -28,6 +28,7 @@ CLOSE_INCIDENT = "incident_close"
 APPROVE_CONTAINMENT = "incident_approve_containment"
 CONTAINMENT_PLAN = "incident_containment_plan"
 RETRY_DELIVERY = "incident_retry_delivery"
+PLAN_BLOCK = "containment:"  # + the incident number: checkboxes carry no value of their own
 LIST_LINES_MAX = 400
 
 _SEVERITY_ICON = {
@@ -144,7 +145,7 @@ def _plan_blocks(incident: Incident, agent: Agent | None) -> list[Block]:
             "Adjust the moves before approving if needed."
         ),
         ActionsBlock(
-            block_id="containment",
+            block_id=f"{PLAN_BLOCK}{incident.number}",
             elements=[
                 CheckboxesElement(
                     action_id=CONTAINMENT_PLAN,

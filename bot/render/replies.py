@@ -23,6 +23,14 @@ def declared_text(incident: Incident) -> str:
     return f"{incident.ref} is declared as {incident.severity.label}: {where}."
 
 
+def contained_text(incident: Incident) -> str:
+    where = t.channel(incident.channel_id) if incident.channel_id else "no channel of its own"
+    return (
+        f"{incident.ref} is contained: `{t.escape(incident.agent_id)}` is paused and its "
+        f"autonomy API answers `paused`. {where}."
+    )
+
+
 def confirm_duplicate_blocks(existing: Incident, payload: str) -> list[dict]:
     return t.to_dicts(
         [

@@ -13,6 +13,7 @@ from bot.domain.policy import Policy
 from bot.domain.severity import suggest_severity
 from bot.render import incident as render
 from bot.slack_gateway import SlackGateway, SlackProblem
+from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ async def open_room(
     clock: Clock,
     announce_channel: str | None,
     origin_channel: str | None,
+    deliveries: DeliveryRepo,
 ) -> Room:
     """Every step is attempted; each failure is recorded on the timeline and reported, and
     none of them undoes the incident."""
@@ -128,9 +130,10 @@ async def open_room(
     card_channel = channel_id or origin_channel
     if card_channel:
         try:
-            ts = await slack.post(
-                card_channel, render.headline(incident), render.card_blocks(incident, agent)
+            card = render.card_blocks(
+                incident, agent, await deliveries.for_incident(incident.number)
             )
+            ts = await slack.post(card_channel, render.headline(incident), card)
         except SlackProblem as problem:
             room.problems.append(str(problem))
         else:

@@ -1,10 +1,10 @@
 """Kill-switch delivery attempts: each attempt's outcome is saved with its timeline entry."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 from bot.clock import Clock
-from bot.domain.containment import MAX_ATTEMPTS, retry_delay
+from bot.domain.containment import RETRY_DELAYS, retry_delay
 from bot.domain.enums import DeliveryState, TimelineKind
 from bot.domain.models import Delivery, TimelineEntry
 from bot.domain.policy import Policy
@@ -24,6 +24,7 @@ async def attempt_delivery(
     sender: KillSwitchClient,
     secrets: Mapping[str, str],
     clock: Clock,
+    delays: Sequence[timedelta] = RETRY_DELAYS,
 ) -> Delivery | None:
     """One attempt. Returns the saved outcome, or None when there was nothing to do (already
     confirmed, given up, or changed meanwhile by a manual retry)."""
@@ -56,7 +57,7 @@ async def attempt_delivery(
         )
         text = f"Kill switch confirmed the {what} delivery ({detail}, attempt {attempt})"
     else:
-        delay = retry_delay(attempt) if kill_switch and secret else None
+        delay = retry_delay(attempt, delays) if kill_switch and secret else None
         if delay is not None:
             after = delivery.model_copy(
                 update={
@@ -67,7 +68,7 @@ async def attempt_delivery(
                 }
             )
             text = (
-                f"Kill switch attempt {attempt} of {MAX_ATTEMPTS} failed: {detail}; "
+                f"Kill switch attempt {attempt} of {len(delays) + 1} failed: {detail}; "
                 f"retrying in {_seconds(delay)}"
             )
         else:
