@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -110,6 +111,8 @@ class Runtime:
         await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
         self.deliveries.shutdown()
         await self.kill_switch.close()
+        if self.rein.slack.client.session is not None:
+            await self.rein.slack.client.session.close()
         await self.rein.db.close()
 
 
@@ -153,7 +156,10 @@ async def build_runtime(
     await agents.seed({a.id: a.normal_mode for a in policy.agents}, clock())
     board = AutonomyBoard()
     board.load(await agents.all())
-    client = make_client(settings.SLACK_BOT_TOKEN.get_secret_value(), settings.REIN_SLACK_API_URL)
+    slack_http = aiohttp.ClientSession()
+    client = make_client(
+        settings.SLACK_BOT_TOKEN.get_secret_value(), settings.REIN_SLACK_API_URL, slack_http
+    )
     rein = Rein(
         policy=policy,
         db=db,

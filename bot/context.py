@@ -1,6 +1,7 @@
 """The collaborators every handler passes on to the services. Built once, in bot/app.py."""
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.autonomy import AutonomyBoard
@@ -12,6 +13,10 @@ from storage.agents import AgentRepo
 from storage.db import Database
 from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
+
+# Rooms set up at once. Each is seven Slack calls; during a burst of declarations the
+# acknowledgements (which commit the incidents) go first and the rooms follow a few at a time.
+ROOMS_AT_ONCE = 2
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Rein:
     runner: DeliveryRunner | None = None  # set once the runtime has its scheduler
     announce_channel: str | None = None
     triage_channel: str | None = None
+    room_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ROOMS_AT_ONCE))
 
     @property
     def steering(self) -> dict[str, Any]:
@@ -50,6 +56,7 @@ class Rein:
             **self.steering,
             "announce_channel": self.announce_channel,
             "deliveries": self.deliveries,
+            "slots": self.room_slots,
         }
 
     @property

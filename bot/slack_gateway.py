@@ -5,6 +5,7 @@ import logging
 import time
 from collections.abc import Iterable
 
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -45,10 +46,14 @@ class SlackProblem(Exception):
         super().__init__(f"Could not {action}: {why}.")
 
 
-def make_client(token: str, base_url: str, timeout: int = 10) -> AsyncWebClient:
+def make_client(
+    token: str, base_url: str, session: aiohttp.ClientSession | None = None, timeout: int = 10
+) -> AsyncWebClient:
+    """With `session`, every call reuses its connections instead of opening one per call."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
+        session=session,
         timeout=timeout,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),

@@ -110,6 +110,13 @@ class Database:
                 raise
             await self._conn.execute("COMMIT")
 
+    async def write(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """One statement on its own: atomic without BEGIN/COMMIT, so the write lock is held
+        for a single round trip to the database thread. Returns the rows changed."""
+        async with self._write_lock:
+            cursor = await self._conn.execute(sql, tuple(params))
+            return cursor.rowcount
+
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._conn.execute(sql, tuple(params)) as cursor:
             return await cursor.fetchone()

@@ -168,11 +168,12 @@ class IncidentRepo:
                     return _incident(row), False
             at = to_db_time(entry.at)
             declared_at = at if status is IncidentStatus.DECLARED else None
-            cursor = await conn.execute(
-                "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"
+            async with conn.execute(
+                "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"  # noqa: S608
                 " declared_by, impact, idempotency_key, declared_at, created_at, updated_at,"
                 " alert_kind, fingerprint, alert_count)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {_COLUMNS}",
                 (
                     new.title,
                     new.summary,
@@ -190,16 +191,10 @@ class IncidentRepo:
                     new.fingerprint,
                     1 if new.alert_kind else 0,
                 ),
-            )
-            number = cursor.lastrowid
-            assert number is not None
-            await _append(conn, number, [entry])
-            async with conn.execute(
-                f"SELECT {_COLUMNS} FROM incidents WHERE number = ?",  # noqa: S608
-                (number,),
-            ) as cur:
-                row = await cur.fetchone()
+            ) as cursor:
+                row = await cursor.fetchone()
             assert row is not None
+            await _append(conn, row["number"], [entry])
             return _incident(row), True
 
     @asynccontextmanager
@@ -241,11 +236,10 @@ class IncidentRepo:
         if not refs or not set(refs) <= _SLACK_REFS:
             raise ValueError(f"unknown Slack reference fields: {sorted(set(refs) - _SLACK_REFS)}")
         assignments = ", ".join(f"{name} = ?" for name in refs)
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                f"UPDATE incidents SET {assignments} WHERE number = ?",  # noqa: S608
-                (*refs.values(), number),
-            )
+        await self._db.write(
+            f"UPDATE incidents SET {assignments} WHERE number = ?",  # noqa: S608
+            (*refs.values(), number),
+        )
 
     async def get(self, number: int) -> Incident | None:
         row = await self._db.fetchone(

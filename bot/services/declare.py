@@ -1,15 +1,17 @@
 """Declaring an incident: recorded first (and committed before Slack is answered), then the
 room is set up: channel, topic, invites, card, pin, digest."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from bot.clock import Clock
 from bot.domain.enums import IncidentStatus, Severity, TimelineKind
 from bot.domain.models import Incident, NewIncident, TimelineEntry
-from bot.domain.policy import Policy
+from bot.domain.policy import Agent, Policy
 from bot.domain.severity import suggest_severity
 from bot.render import incident as render
 from bot.slack_gateway import SlackGateway, SlackProblem
@@ -17,6 +19,7 @@ from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DUPLICATE_WINDOW = timedelta(minutes=1)
 
@@ -103,74 +106,77 @@ async def open_room(
     announce_channel: str | None,
     origin_channel: str | None,
     deliveries: DeliveryRepo,
+    slots: asyncio.Semaphore,
 ) -> Room:
     """Every step is attempted; each failure is recorded on the timeline and reported, and
-    none of them undoes the incident."""
-    room = Room(incident)
-    agent = policy.agent(incident.agent_id)
-    try:
-        channel_id, name = await slack.create_incident_channel(incident.number, incident.title)
-    except SlackProblem as problem:
-        channel_id = None
-        room.problems.append(f"{problem} The card is posted here instead.")
-    else:
-        await incidents.set_slack_refs(incident.number, channel_id=channel_id, channel_name=name)
-        room.incident = incident = incident.model_copy(
-            update={"channel_id": channel_id, "channel_name": name}
-        )
-        await _step(room, slack.set_topic(channel_id, render.topic(incident)))
-        people = {incident.commander} | ({agent.owner} if agent else set())
-        if incident.severity in (Severity.SEV1, Severity.SEV2):
-            try:
-                people |= await slack.expand_approvers(policy.approvers(incident.severity))
-            except SlackProblem as problem:
-                room.problems.append(str(problem))
-        await _step(room, slack.invite(channel_id, people))
-
-    card_channel = channel_id or origin_channel
-    if card_channel:
-        try:
+    none of them undoes the incident. `slots` bounds how many rooms are set up at once, so a
+    burst of declarations is acknowledged first and its rooms follow."""
+    async with slots:
+        room = Room(incident)
+        agent = policy.agent(incident.agent_id)
+        await _channel(room, agent, incidents=incidents, slack=slack, policy=policy)
+        incident = room.incident
+        refs: dict[str, str] = {}
+        card_channel = incident.channel_id or origin_channel
+        if card_channel:
             card = render.card_blocks(
                 incident, agent, await deliveries.for_incident(incident.number)
             )
-            ts = await slack.post(card_channel, render.headline(incident), card)
-        except SlackProblem as problem:
-            room.problems.append(str(problem))
-        else:
-            await incidents.set_slack_refs(incident.number, card_channel=card_channel, card_ts=ts)
-            room.incident = incident = incident.model_copy(
-                update={"card_channel": card_channel, "card_ts": ts}
-            )
-            if channel_id:
-                await _step(room, slack.pin(card_channel, ts))
-    if announce_channel:
-        try:
-            ts = await slack.post(
-                announce_channel, render.headline(incident), render.digest_blocks(incident, agent)
-            )
-        except SlackProblem as problem:
-            room.problems.append(f"{problem} (announcements channel)")
-        else:
-            await incidents.set_slack_refs(incident.number, digest_ts=ts)
-            room.incident = incident.model_copy(update={"digest_ts": ts})
-    if room.problems:
-        await incidents.append(
-            incident.number,
-            [
-                TimelineEntry(
-                    at=clock(),
-                    actor="rein",
-                    kind=TimelineKind.SLACK_PROBLEM,
-                    text=problem,
-                )
-                for problem in room.problems
-            ],
-        )
-    return room
+            ts = await _step(room, slack.post(card_channel, render.headline(incident), card))
+            if ts:
+                refs |= {"card_channel": card_channel, "card_ts": ts}
+                if incident.channel_id:  # the card is pinned in the incident's own channel only
+                    await _step(room, slack.pin(card_channel, ts))
+        if announce_channel:
+            digest = render.digest_blocks(incident, agent)
+            ts = await _step(room, slack.post(announce_channel, render.headline(incident), digest))
+            if ts:
+                refs["digest_ts"] = ts
+        if refs:
+            await incidents.set_slack_refs(incident.number, **refs)
+            room.incident = incident.model_copy(update=refs)
+        if room.problems:
+            entries = [
+                TimelineEntry(at=clock(), actor="rein", kind=TimelineKind.SLACK_PROBLEM, text=p)
+                for p in room.problems
+            ]
+            await incidents.append(incident.number, entries)
+        return room
 
 
-async def _step(room: Room, call: Awaitable[None]) -> None:
+async def _channel(
+    room: Room,
+    agent: Agent | None,
+    *,
+    incidents: IncidentRepo,
+    slack: SlackGateway,
+    policy: Policy,
+) -> None:
+    """Create the channel, then topic and invitations: commander, agent owner and, for SEV-1
+    and SEV-2, the severity's approvers (user groups expanded)."""
+    incident = room.incident
     try:
-        await call
+        channel_id, name = await slack.create_incident_channel(incident.number, incident.title)
+    except SlackProblem as problem:
+        room.problems.append(f"{problem} The card is posted here instead.")
+        return
+    # Stored at once: whatever happens next, the incident knows its channel.
+    await incidents.set_slack_refs(incident.number, channel_id=channel_id, channel_name=name)
+    room.incident = incident = incident.model_copy(
+        update={"channel_id": channel_id, "channel_name": name}
+    )
+    await _step(room, slack.set_topic(channel_id, render.topic(incident)))
+    people = {incident.commander} | ({agent.owner} if agent else set())
+    if incident.severity in (Severity.SEV1, Severity.SEV2):
+        approvers = await _step(room, slack.expand_approvers(policy.approvers(incident.severity)))
+        people |= approvers or set()
+    await _step(room, slack.invite(channel_id, people))
+
+
+async def _step(room: Room, call: Awaitable[T]) -> T | None:
+    """A Slack step whose failure is reported, not raised."""
+    try:
+        return await call
     except SlackProblem as problem:
         room.problems.append(str(problem))
+        return None
