@@ -9,16 +9,19 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
+from bot.api_models import MAX_BODY, AlertRequest, BadInput, parse_body
 from bot.context import Rein
 from bot.domain.enums import IncidentStatus
 from bot.domain.models import parse_ref
 from bot.export import incident_document, incident_summary
+from bot.services.alerts import AlertDesk, receive_alert
+from bot.services.declare import UnknownAgent
 
 logger = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
 LIST_LIMIT = 500
 REIN_KEY = web.AppKey("rein", Rein)
+ALERTS_KEY = web.AppKey("alerts", AlertDesk)
 TOKENS_KEY = web.AppKey("api_tokens", dict)
 BOLT_KEY = web.AppKey("bolt", AsyncApp)
 CALLER = web.RequestKey("api_caller", str)
@@ -121,10 +124,34 @@ async def list_incidents(request: web.Request) -> web.Response:
     return web.json_response({"incidents": [incident_summary(i) for i in incidents]})
 
 
+async def post_alert(request: web.Request) -> web.Response:
+    rein = request.app[REIN_KEY]
+    try:
+        alert = parse_body(AlertRequest, await request.read())  # over MAX_BODY: 413
+    except BadInput as exc:
+        return error(422, str(exc), exc.field)
+    try:
+        received = await receive_alert(alert, caller=request[CALLER], **rein.containment)
+    except UnknownAgent:
+        return error(404, f"there is no agent {alert.agent!r}", "agent")
+    if received.contained is not None and received.contained.delivery is not None:
+        rein.deliver(received.contained.delivery.id)
+    # Recorded and committed (and, by a policy rule, contained: the autonomy API already
+    # answers `paused`). Slack follows after this answer, in tasks that shutdown waits for.
+    request.app[ALERTS_KEY].publish(received)
+    return web.json_response(received.answer(), status=200 if received.duplicate else 201)
+
+
+async def _drain_alerts(app: web.Application) -> None:
+    await app[ALERTS_KEY].drain()
+
+
 def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, bearer_auth])
     app[REIN_KEY] = rein
     app[TOKENS_KEY] = api_tokens
+    app[ALERTS_KEY] = AlertDesk(rein)
+    app.on_cleanup.append(_drain_alerts)  # after in-flight requests, before the database closes
     app.router.add_get("/healthz", healthz)
     if bolt is not None:
         app[BOLT_KEY] = bolt
@@ -132,4 +159,5 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     app.router.add_get("/v1/agents/{agent_id}/autonomy", get_autonomy)
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_get("/v1/incidents/{ref}", get_incident)
+    app.router.add_post("/v1/alerts", post_alert)
     return app

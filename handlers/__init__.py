@@ -11,6 +11,7 @@ from handlers import (
     errors,
     incident_command,
     timeline_capture,
+    triage_actions,
 )
 
 MODULES = (
@@ -20,6 +21,7 @@ MODULES = (
     card_actions,
     containment_actions,
     timeline_capture,
+    triage_actions,
     errors,  # last: the one error handler
 )
 

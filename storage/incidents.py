@@ -298,6 +298,15 @@ class IncidentRepo:
         )
         return _entry(row) if row else None
 
+    async def first_entry(self, number: int, kind: TimelineKind) -> TimelineEntry | None:
+        """The oldest entry of `kind` (an alert's own fields), without reading the timeline."""
+        row = await self._db.fetchone(
+            "SELECT at, actor, kind, text, data FROM timeline WHERE incident = ? AND kind = ?"
+            " ORDER BY id LIMIT 1",
+            (number, kind.value),
+        )
+        return _entry(row) if row else None
+
     async def timeline(self, number: int) -> list[TimelineEntry]:
         rows = await self._db.fetchall(
             "SELECT at, actor, kind, text, data FROM timeline WHERE incident = ? ORDER BY id",
