@@ -10,6 +10,7 @@ from bot.render.replies import contained_text, report
 from bot.services.authorise import Refused
 from bot.services.containment import emergency_stop
 from bot.services.declare import open_room
+from bot.services.surfaces import refresh_surfaces
 
 
 def register(app: Any, rein: Rein) -> None:
@@ -61,6 +62,9 @@ async def _pause(rein: Rein, rest: str, command: dict, ack: Any, respond: Any) -
     room = await open_room(
         contained.incident, origin_channel=command.get("channel_id"), **rein.room
     )
+    if contained.delivery is not None:
+        # The first attempt may have finished before the card existed: show its outcome now.
+        await refresh_surfaces(room.incident, **rein.surfaces)
     await respond(
         text=report(contained_text(room.incident), room.problems), response_type="ephemeral"
     )

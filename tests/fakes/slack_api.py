@@ -677,7 +677,7 @@ class FakeSlack:
 
     # ---------------------------------------------------------------- socket mode
 
-    async def wait_socket_connected(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_socket_connected(self, timeout: float = 5.0) -> None:
         await asyncio.wait_for(self._socket_connected.wait(), timeout)
 
     async def socket_send(self, message: dict[str, Any]) -> None:
@@ -690,7 +690,7 @@ class FakeSlack:
         self,
         type_: str,
         payload: dict[str, Any],
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> dict[str, Any]:
         """Deliver an envelope and return the client's ack (the message echoing its id)."""
         await self.wait_socket_connected(timeout)
