@@ -109,7 +109,7 @@ class Runtime:
         if self.runner is not None:
             await self.runner.cleanup()
         await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
-        self.deliveries.shutdown()
+        await self.deliveries.stop(SHUTDOWN_GRACE_SECONDS)
         await self.kill_switch.close()
         if self.rein.slack.client.session is not None:
             await self.rein.slack.client.session.close()

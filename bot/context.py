@@ -1,6 +1,7 @@
 """The collaborators every handler passes on to the services. Built once, in bot/app.py."""
 
 import asyncio
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,10 @@ class Rein:
     announce_channel: str | None = None
     triage_channel: str | None = None
     room_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ROOMS_AT_ONCE))
+    # One lock per incident: its card, digest and topic are edited one refresh at a time.
+    card_locks: defaultdict[int, asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
 
     @property
     def steering(self) -> dict[str, Any]:
@@ -61,8 +66,10 @@ class Rein:
 
     @property
     def surfaces(self) -> dict[str, Any]:
-        """`refresh_surfaces` and `repost_card`."""
+        """`refresh_surfaces`."""
         return {
+            "incidents": self.incidents,
+            "locks": self.card_locks,
             "slack": self.slack,
             "policy": self.policy,
             "announce_channel": self.announce_channel,
@@ -72,4 +79,4 @@ class Rein:
     def deliver(self, delivery_id: str) -> None:
         """Start delivering to a kill switch now; attempts and retries follow on their own."""
         assert self.runner is not None, "the runtime starts the delivery runner"
-        self.runner.schedule(delivery_id)
+        self.runner.schedule(delivery_id, attempts_made=0)

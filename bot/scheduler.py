@@ -1,6 +1,7 @@
 """Timing for work that must survive restarts. The database holds what is due (rows); the
 APScheduler jobs are only rebuilt from those rows, at start-up and as rows change."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 class DeliveryRunner:
-    """Runs kill-switch attempts when they are due; one job per delivery id."""
+    """Runs kill-switch attempts when they are due."""
 
     def __init__(
         self,
@@ -23,40 +24,56 @@ class DeliveryRunner:
     ) -> None:
         self._attempt = attempt
         self._on_change = on_change
+        self._running: set[asyncio.Task] = set()
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             # A job that is late (Rein was busy or down) still runs, once.
-            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+            job_defaults={"misfire_grace_time": None, "coalesce": True},
         )
 
     def start(self, pending: list[Delivery]) -> None:
         self._scheduler.start()
         for delivery in pending:
-            self.schedule(delivery.id, delivery.next_attempt_at)
+            self.schedule(delivery.id, delivery.attempts, delivery.next_attempt_at)
         if pending:
             logger.info("resuming %d pending kill-switch deliveries", len(pending))
 
-    def shutdown(self) -> None:
+    async def stop(self, grace_seconds: float) -> None:
+        """Let attempts under way finish (their outcome is a row to save), then stop."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self._running:
+            _, late = await asyncio.wait(self._running, timeout=grace_seconds)
+            if late:
+                logger.warning("%d kill-switch attempts cut short by shutdown", len(late))
 
-    def schedule(self, delivery_id: str, at: datetime | None = None) -> None:
+    def schedule(
+        self, delivery_id: str, attempts_made: int = 0, at: datetime | None = None
+    ) -> None:
+        """One job per attempt: the next attempt never waits on the previous one's
+        aftermath (showing it in Slack), and scheduling the same attempt twice is one job."""
         self._scheduler.add_job(
             self._run,
             "date",
             run_date=at or datetime.now(UTC),
             args=[delivery_id],
-            id=f"delivery:{delivery_id}",
+            id=f"delivery:{delivery_id}:{attempts_made}",
             replace_existing=True,
         )
 
     async def _run(self, delivery_id: str) -> None:
-        after = await self._attempt(delivery_id)
-        if after is None:
-            return
-        if after.state is DeliveryState.PENDING:
-            self.schedule(after.id, after.next_attempt_at)
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
         try:
-            await self._on_change(after)
-        except Exception:  # showing the outcome must never stop the next attempt
-            logger.exception("could not show the outcome of delivery %s", delivery_id)
+            after = await self._attempt(delivery_id)
+            if after is None:
+                return
+            if after.state is DeliveryState.PENDING:
+                self.schedule(after.id, after.attempts, after.next_attempt_at)
+            try:
+                await self._on_change(after)
+            except Exception:  # showing the outcome must never stop the next attempt
+                logger.exception("could not show the outcome of delivery %s", delivery_id)
+        finally:
+            self._running.discard(task)

@@ -127,19 +127,21 @@ async def _sev(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> 
 
 
 async def _contain(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
-    await ack()
     try:
         number, _ = await _target(rein, rest, command)
+        # Committed, and the autonomy API already answers `paused`, before Slack hears back.
         contained = await approve_containment(number, actor=command["user_id"], **rein.containment)
     except (Refused, IllegalTransition) as exc:
-        await respond(text=str(exc), response_type="ephemeral")
+        await ack(text=str(exc))
         return
+    await ack(text=contained_text(contained.incident))
     if contained.delivery is not None:
         rein.deliver(contained.delivery.id)
     problems = await refresh_surfaces(contained.incident, **rein.surfaces)
-    await respond(
-        text=report(contained_text(contained.incident), problems), response_type="ephemeral"
-    )
+    if problems:
+        await respond(
+            text=report("The card could not be updated.", problems), response_type="ephemeral"
+        )
 
 
 async def _close(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:

@@ -56,6 +56,16 @@ def user(user_id: str) -> str:
     return f"<@{user_id}>" if _SLACK_USER.match(user_id) else escape(user_id)
 
 
+_SLACK_GROUP = re.compile(r"^S[A-Z0-9]{2,}$")
+
+
+def approver(approver_id: str) -> str:
+    """A user (`<@U…>`) or a user group (`<!subteam^S…>`), as Slack shows them."""
+    if _SLACK_GROUP.match(approver_id):
+        return f"<!subteam^{approver_id}>"
+    return user(approver_id)
+
+
 def channel(channel_id: str | None) -> str:
     if channel_id and _SLACK_CHANNEL.match(channel_id):
         return f"<#{channel_id}>"

@@ -5,6 +5,7 @@ from bot.domain.enums import Severity, TimelineKind
 from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
 from bot.domain.roles import may_steer
+from bot.render.text import approver
 from bot.render.text import user as mention
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
@@ -30,12 +31,7 @@ async def authorise(
         approvers |= await slack.expand_approvers(policy.approvers(severity))
     if may_steer(user, incident, policy, approvers):
         return
-    labels = "/".join(s.label for s in sorted(severities))
-    who = [f"the commander ({mention(incident.commander)})"]
-    agent = policy.agent(incident.agent_id)
-    if agent is not None:
-        who.append(f"the agent owner ({mention(agent.owner)})")
-    message = f"Only {', '.join(who)} or a {labels} approver can {action} {incident.ref}."
+    message = f"Only {who_may(incident, policy, severities)} can {action} {incident.ref}."
     await incidents.append(
         incident.number,
         [
@@ -49,3 +45,25 @@ async def authorise(
         ],
     )
     raise Refused(message)
+
+
+APPROVERS_NAMED_MAX = 10
+
+
+def who_may(incident: Incident, policy: Policy, severities: set[Severity]) -> str:
+    """The people a refusal names: commander, agent owner, and the approvers by name."""
+    who = [f"the commander ({mention(incident.commander)})"]
+    agent = policy.agent(incident.agent_id)
+    if agent is not None:
+        who.append(f"the agent owner ({mention(agent.owner)})")
+    for severity in sorted(severities):
+        named = policy.approvers(severity)
+        if named:
+            shown = ", ".join(approver(a) for a in named[:APPROVERS_NAMED_MAX])
+            more = (
+                f" and {len(named) - APPROVERS_NAMED_MAX} more"
+                if len(named) > APPROVERS_NAMED_MAX
+                else ""
+            )
+            who.append(f"a {severity.label} approver ({shown}{more})")
+    return ", ".join(who[:-1]) + " or " + who[-1] if len(who) > 1 else who[0]

@@ -1,6 +1,8 @@
 """Keeping what Slack shows about an incident current: card, digest and channel topic."""
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Mapping
 
 from bot.domain.models import Incident
 from bot.domain.policy import Policy
@@ -15,40 +17,39 @@ logger = logging.getLogger(__name__)
 async def refresh_surfaces(
     incident: Incident,
     *,
+    incidents: IncidentRepo,
     slack: SlackGateway,
     policy: Policy,
     announce_channel: str | None,
     deliveries: DeliveryRepo,
+    locks: Mapping[int, asyncio.Lock],
 ) -> list[str]:
-    """Edit the card and the digest, set the topic; return what could not be done."""
-    agent = policy.agent(incident.agent_id)
-    sent = await deliveries.for_incident(incident.number)
-    problems: list[str] = []
-    text = render.headline(incident)
-    edits = []
-    if incident.card_channel and incident.card_ts:
-        edits.append(
-            slack.update(
-                incident.card_channel,
-                incident.card_ts,
-                text,
-                render.card_blocks(incident, agent, sent),
+    """Edit the card and the digest, set the topic; return what could not be done. Refreshes
+    of one incident run one at a time and each renders the state stored when it runs, so a
+    slow edit never overwrites a newer one with older news."""
+    async with locks[incident.number]:
+        incident = await incidents.get(incident.number) or incident
+        agent = policy.agent(incident.agent_id)
+        text = render.headline(incident)
+        problems: list[str] = []
+        if incident.card_channel and incident.card_ts:
+            card = render.card_blocks(
+                incident, agent, await deliveries.for_incident(incident.number)
             )
-        )
-    if announce_channel and incident.digest_ts:
-        edits.append(
-            slack.update(
-                announce_channel, incident.digest_ts, text, render.digest_blocks(incident, agent)
-            )
-        )
-    if incident.channel_id:
-        edits.append(slack.set_topic(incident.channel_id, render.topic(incident)))
-    for edit in edits:
-        try:
-            await edit
-        except SlackProblem as problem:
-            problems.append(str(problem))
-    return problems
+            await _edit(problems, slack.update(incident.card_channel, incident.card_ts, text, card))
+        if announce_channel and incident.digest_ts:
+            digest = render.digest_blocks(incident, agent)
+            await _edit(problems, slack.update(announce_channel, incident.digest_ts, text, digest))
+        if incident.channel_id:
+            await _edit(problems, slack.set_topic(incident.channel_id, render.topic(incident)))
+        return problems
+
+
+async def _edit(problems: list[str], call: Awaitable[None]) -> None:
+    try:
+        await call
+    except SlackProblem as problem:
+        problems.append(str(problem))
 
 
 SUPERSEDED = "This card is out of date: the current one is further down the channel."
