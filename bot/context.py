@@ -7,8 +7,10 @@ from typing import Any
 
 from bot.autonomy import AutonomyBoard
 from bot.clock import Clock
+from bot.domain.models import CardFacts
 from bot.domain.policy import Policy
 from bot.scheduler import DeliveryRunner
+from bot.services.surfaces import load_card_facts
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
 from storage.db import Database
@@ -60,7 +62,7 @@ class Rein:
         return {
             **self.steering,
             "announce_channel": self.announce_channel,
-            "deliveries": self.deliveries,
+            "facts": self.card_facts,
             "slots": self.room_slots,
         }
 
@@ -73,8 +75,11 @@ class Rein:
             "slack": self.slack,
             "policy": self.policy,
             "announce_channel": self.announce_channel,
-            "deliveries": self.deliveries,
+            "facts": self.card_facts,
         }
+
+    async def card_facts(self, number: int) -> CardFacts:
+        return await load_card_facts(number, deliveries=self.deliveries)
 
     def deliver(self, delivery_id: str) -> None:
         """Start delivering to a kill switch now; attempts and retries follow on their own."""

@@ -102,7 +102,7 @@ async def _status(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) 
             incidents=rein.incidents,
             slack=rein.slack,
             policy=rein.policy,
-            deliveries=rein.deliveries,
+            facts=rein.card_facts,
         )
     except (Refused, LookupError, SlackProblem) as exc:
         await respond(text=str(exc), response_type="ephemeral")

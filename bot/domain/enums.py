@@ -71,6 +71,16 @@ class TimelineKind(StrEnum):
     AUTONOMY_CHANGED = "autonomy_changed"
     DELIVERY = "delivery"
     ALERT = "alert"
+    EVIDENCE = "evidence"
+    ROLLBACK = "rollback"
+    STATUS_UPDATE = "status_update"
+
+
+class RollbackStatus(StrEnum):
+    PENDING = "pending"
+    RESTORED = "restored"
+    ACCEPTED = "accepted"  # the loss is accepted as it is
+    NOT_REVERSIBLE = "not_reversible"
 
 
 class EvidenceKind(StrEnum):

@@ -11,6 +11,7 @@ from bot.domain.enums import (
     ContainmentMove,
     DeliveryEvent,
     DeliveryState,
+    EvidenceKind,
     IncidentStatus,
     Severity,
     TimelineKind,
@@ -114,6 +115,32 @@ class NewIncident(BaseModel):
     idempotency_key: str | None = None
     alert_kind: str | None = None
     fingerprint: str | None = None
+
+
+class LedgerCounts(BaseModel):
+    """The rollback ledger in numbers, for the card's progress line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total: int = 0
+    restored: int = 0
+    accepted: int = 0
+    not_reversible: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.restored - self.accepted - self.not_reversible
+
+
+class CardFacts(BaseModel):
+    """What the incident card shows beyond the incident row itself, loaded in one place
+    (`bot/services/surfaces.py: load_card_facts`) so every capability adds its part there."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deliveries: tuple[Delivery, ...] = ()
+    evidence_kinds: frozenset[EvidenceKind] = frozenset()  # the kinds present
+    ledger: LedgerCounts = Field(default_factory=lambda: LedgerCounts())
 
 
 class AgentAutonomy(BaseModel):

@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
 
 from bot.domain.containment import MAX_ATTEMPTS, MOVE_LABELS, applicable_moves, plan_for
 from bot.domain.enums import DeliveryEvent, DeliveryState, IncidentStatus, Severity
-from bot.domain.models import Delivery, Incident
+from bot.domain.models import CardFacts, Delivery, Incident
 from bot.domain.policy import Agent
 from bot.domain.severity import IMPACT_LABELS, SEVERITY_TABLE, suggest_severity
 from bot.render import text as t
@@ -56,7 +56,9 @@ def agent_label(agent_id: str, agent: Agent | None) -> str:
 
 
 def card_blocks(
-    incident: Incident, agent: Agent | None, deliveries: Sequence[Delivery] = ()
+    incident: Incident,
+    agent: Agent | None,
+    facts: CardFacts = CardFacts(),  # noqa: B008 (frozen)
 ) -> list[dict]:
     sev = incident.severity
     blocks: list[Block] = [
@@ -98,9 +100,9 @@ def card_blocks(
         DividerBlock(),
         SectionBlock(text=f"*Required response for {sev.label}*\n{checklist}"),
         ContextBlock(elements=[MarkdownTextObject(text=f"{sev.label} is for: {rule.example}")]),
-        *containment_blocks(incident, agent, deliveries),
+        *containment_blocks(incident, agent, facts.deliveries),
     ]
-    buttons = card_buttons(incident, deliveries)
+    buttons = card_buttons(incident, facts.deliveries)
     if buttons:
         blocks.append(ActionsBlock(block_id="card_actions", elements=buttons))
     return t.to_dicts(blocks)

@@ -14,8 +14,8 @@ from bot.domain.models import Incident, NewIncident, TimelineEntry
 from bot.domain.policy import Agent, Policy
 from bot.domain.severity import suggest_severity
 from bot.render import incident as render
+from bot.services.surfaces import FactsLoader
 from bot.slack_gateway import SlackGateway, SlackProblem
-from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ async def open_room(
     clock: Clock,
     announce_channel: str | None,
     origin_channel: str | None,
-    deliveries: DeliveryRepo,
+    facts: FactsLoader,
     slots: asyncio.Semaphore,
 ) -> Room:
     """Every step is attempted; each failure is recorded on the timeline and reported, and
@@ -119,9 +119,7 @@ async def open_room(
         refs: dict[str, str] = {}
         card_channel = incident.channel_id or origin_channel
         if card_channel:
-            card = render.card_blocks(
-                incident, agent, await deliveries.for_incident(incident.number)
-            )
+            card = render.card_blocks(incident, agent, await facts(incident.number))
             ts = await _step(room, slack.post(card_channel, render.headline(incident), card))
             if ts:
                 refs |= {"card_channel": card_channel, "card_ts": ts}

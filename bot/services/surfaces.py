@@ -2,9 +2,9 @@
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
-from bot.domain.models import Incident
+from bot.domain.models import CardFacts, Incident
 from bot.domain.policy import Policy
 from bot.render import incident as render
 from bot.slack_gateway import SlackGateway, SlackProblem
@@ -12,6 +12,13 @@ from storage.deliveries import DeliveryRepo
 from storage.incidents import IncidentRepo
 
 logger = logging.getLogger(__name__)
+
+FactsLoader = Callable[[int], Awaitable[CardFacts]]
+
+
+async def load_card_facts(number: int, *, deliveries: DeliveryRepo) -> CardFacts:
+    """Everything the card shows besides the incident row. Capabilities add their part here."""
+    return CardFacts(deliveries=tuple(await deliveries.for_incident(number)))
 
 
 async def refresh_surfaces(
@@ -21,7 +28,7 @@ async def refresh_surfaces(
     slack: SlackGateway,
     policy: Policy,
     announce_channel: str | None,
-    deliveries: DeliveryRepo,
+    facts: FactsLoader,
     locks: Mapping[int, asyncio.Lock],
 ) -> list[str]:
     """Edit the card and the digest, set the topic; return what could not be done. Refreshes
@@ -33,9 +40,7 @@ async def refresh_surfaces(
         text = render.headline(incident)
         problems: list[str] = []
         if incident.card_channel and incident.card_ts:
-            card = render.card_blocks(
-                incident, agent, await deliveries.for_incident(incident.number)
-            )
+            card = render.card_blocks(incident, agent, await facts(incident.number))
             await _edit(problems, slack.update(incident.card_channel, incident.card_ts, text, card))
         if announce_channel and incident.digest_ts:
             digest = render.digest_blocks(incident, agent)
@@ -61,7 +66,7 @@ async def repost_card(
     incidents: IncidentRepo,
     slack: SlackGateway,
     policy: Policy,
-    deliveries: DeliveryRepo,
+    facts: FactsLoader,
 ) -> Incident:
     """Post the card again at the bottom of the incident channel and make it the live one;
     the old card loses its buttons so nobody acts on stale state."""
@@ -72,8 +77,7 @@ async def repost_card(
     if channel is None:
         raise LookupError(f"{incident.ref} has no channel to post its card in.")
     agent = policy.agent(incident.agent_id)
-    sent = await deliveries.for_incident(number)
-    card = render.card_blocks(incident, agent, sent)
+    card = render.card_blocks(incident, agent, await facts(number))
     ts = await slack.post(channel, render.headline(incident), card)
     await incidents.set_slack_refs(number, card_channel=channel, card_ts=ts)
     if incident.card_channel and incident.card_ts:
