@@ -2,13 +2,17 @@
 
     python -m bench.servers fake                          # fake Slack Web API + a stats route
     python -m bench.servers rein --api-url URL --workdir DIR [--profile FILE]
+                                 [--policy FILE] [--env NAME=VALUE ...]
     python -m bench.servers bare --api-url URL
+    python -m bench.servers json --body JSON              # a bare aiohttp GET handler
 
 Each prints one line, ``READY {json}``, on stdout once it listens on loopback, and stops on
 SIGTERM or SIGINT (and, with ``--watch-stdin``, when its stdin pipe closes: the benchmark that
 started it has gone). Rein is started the way `rein run` starts it (same logging set-up,
 `build_runtime`, `start`, and `stop` that lets acknowledged work finish); the bare app is a
-Bolt AsyncApp built and mounted the same way as Rein's, whose only listener acknowledges.
+Bolt AsyncApp built and mounted the same way as Rein's, whose only listener acknowledges;
+the json app is a bare aiohttp handler answering every `GET /v1/agents/{agent_id}/autonomy`
+with the same constant JSON bytes (no middleware, no token check).
 """
 
 import argparse
@@ -112,13 +116,21 @@ async def run_fake() -> None:
 # ------------------------------------------------------------------------------------ Rein
 
 
-async def run_rein(api_url: str, workdir: Path, profile: Path | None) -> None:
+async def run_rein(
+    api_url: str,
+    workdir: Path,
+    profile: Path | None,
+    policy_file: Path = POLICY,
+    environ: dict[str, str] | None = None,
+) -> None:
+    """`environ` is all Rein sees of an environment (kill-switch secrets): nothing of ours."""
     from bot.app import build_runtime, load_checked_policy
     from bot.config import Settings, secrets_of
     from bot.logs import configure_logging
 
+    environ = environ or {}
     policy = workdir / "rein.yml"
-    shutil.copy(POLICY, policy)
+    shutil.copy(policy_file, policy)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         SLACK_BOT_TOKEN=BOT_TOKEN,
@@ -133,10 +145,10 @@ async def run_rein(api_url: str, workdir: Path, profile: Path | None) -> None:
         REIN_ANNOUNCE_CHANNEL=ANNOUNCE,
     )
     # As `rein run` does: the same log set-up (INFO to stderr, secrets redacted).
-    checked = load_checked_policy(settings, {})
+    checked = load_checked_policy(settings, environ)
     secret_envs = [a.kill_switch.secret_env for a in checked.agents if a.kill_switch]
-    configure_logging(secrets_of(settings, {}, secret_envs))
-    runtime = await build_runtime(settings, environ={})
+    configure_logging(secrets_of(settings, environ, secret_envs))
+    runtime = await build_runtime(settings, environ=environ)
     await runtime.start()
     profiler = cProfile.Profile() if profile else None
     _ready(port=runtime.port)
@@ -188,12 +200,48 @@ async def run_bare(api_url: str) -> None:
         await runner.cleanup()
 
 
+# ------------------------------------------------------------------------ bare JSON handler
+
+
+async def run_json(body: bytes) -> None:
+    async def constant(_: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/agents/{agent_id}/autonomy", constant)
+    runner, port = await _listen(app)
+    _ready(port=port)
+    try:
+        await _until_signalled()
+    finally:
+        await runner.cleanup()
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
-    parser.add_argument("role", choices=["fake", "rein", "bare"])
+    parser.add_argument("role", choices=["fake", "rein", "bare", "json"])
     parser.add_argument("--api-url", help="the fake Slack Web API (rein, bare)")
     parser.add_argument("--workdir", type=Path, help="database and policy file (rein)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats here (rein)")
+    parser.add_argument(
+        "--policy", type=Path, default=POLICY, help="the policy file to copy in (rein)"
+    )
+    parser.add_argument(
+        "--env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable of Rein's environment, e.g. a kill-switch secret (rein; repeatable)",
+    )
+    parser.add_argument("--body", help="the constant JSON to answer with (json)")
     parser.add_argument(
         "--watch-stdin", action="store_true", help="stop at end of file on stdin (a pipe)"
     )
@@ -205,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.role == "rein":
         if not args.api_url or not args.workdir:
             parser.error("rein needs --api-url and --workdir")
-        asyncio.run(run_rein(args.api_url, args.workdir, args.profile))
+        asyncio.run(run_rein(args.api_url, args.workdir, args.profile, args.policy, dict(args.env)))
+    elif args.role == "json":
+        if args.body is None:
+            parser.error("json needs --body")
+        asyncio.run(run_json(args.body.encode()))
     else:
         if not args.api_url:
             parser.error("bare needs --api-url")
