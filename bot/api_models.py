@@ -8,6 +8,7 @@ from pydantic_core import ErrorDetails
 from bot.domain.enums import Severity
 from bot.domain.models import SUMMARY_MAX
 from bot.domain.policy import AlertKind
+from bot.domain.rollback import NewRollbackItem
 from bot.domain.severity import parse_severity
 
 MAX_BODY = 1024 * 1024  # also the HTTP server's client_max_size
@@ -54,6 +55,24 @@ class AlertRequest(BaseModel):
             except ValueError:
                 raise ValueError("must be sev1, sev2, sev3 or sev4") from None
         return value
+
+
+class EvidenceRequest(BaseModel):
+    """`POST /v1/incidents/{ref}/evidence`. Kept exactly as sent; the kind, size and url rules
+    are the domain's (`bot/domain/evidence.py: new_evidence`), applied after parsing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    content: str | None = None
+    url: str | None = None
+    source: str | None = None
+    note: str | None = None
+
+
+class RollbackRequest(NewRollbackItem):
+    """`POST /v1/incidents/{ref}/rollback`: `{"system", "record", "before"?, "after"?}`. The
+    limits are the ledger's (`bot/domain/rollback.py`); the values are kept exactly as sent."""
 
 
 def parse_body(model: type[Body], raw: bytes) -> Body:

@@ -16,6 +16,7 @@ from bot.autonomy import AutonomyBoard
 from bot.clock import Clock, utc_now
 from bot.config import ConfigError, Settings
 from bot.context import Rein
+from bot.debounce import Debouncer
 from bot.domain.containment import DELIVERY_TIMEOUT, RETRY_DELAYS
 from bot.domain.models import Delivery
 from bot.domain.policy import Policy
@@ -23,6 +24,7 @@ from bot.http_api import make_web_app
 from bot.killswitch import KillSwitchClient
 from bot.policy import load_policy, missing_kill_switch_secrets
 from bot.scheduler import DeliveryRunner
+from bot.services.channel_status import STATUS_DEBOUNCE_SECONDS, post_channel_status
 from bot.services.deliveries import attempt_delivery
 from bot.services.surfaces import refresh_surfaces
 from bot.slack_gateway import SlackGateway, make_client
@@ -30,7 +32,9 @@ from handlers import register_all
 from storage.agents import AgentRepo
 from storage.db import Database
 from storage.deliveries import DeliveryRepo
+from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.rollback import RollbackRepo
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,8 @@ class Runtime:
     async def start(self) -> None:
         # Deliveries that were pending when Rein stopped resume first.
         self.deliveries.start(await self.rein.deliveries.pending())
+        # Channel status lines that were due when Rein stopped are posted after all.
+        self.rein.desk.catch_up(await self.rein.incidents.newest("open"))
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.REIN_HOST, self.settings.REIN_PORT)
@@ -110,6 +116,8 @@ class Runtime:
             await self.runner.cleanup()
         await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
         await self.deliveries.stop(SHUTDOWN_GRACE_SECONDS)
+        if self.rein.desk.status is not None:  # status lines waiting out their debounce go now
+            await self.rein.desk.status.stop(SHUTDOWN_GRACE_SECONDS)
         await self.kill_switch.close()
         if self.rein.slack.client.session is not None:
             await self.rein.slack.client.session.close()
@@ -147,6 +155,7 @@ async def build_runtime(
     environ: Mapping[str, str] | None = None,
     clock: Clock = utc_now,
     timings: DeliveryTimings = DeliveryTimings(),
+    status_debounce: float = STATUS_DEBOUNCE_SECONDS,
 ) -> Runtime:
     environ = os.environ if environ is None else environ
     policy = load_checked_policy(settings, environ)
@@ -166,6 +175,8 @@ async def build_runtime(
         incidents=IncidentRepo(db),
         agents=agents,
         deliveries=DeliveryRepo(db),
+        evidence=EvidenceRepo(db),
+        rollback=RollbackRepo(db),
         slack=SlackGateway(client),
         clock=clock,
         board=board,
@@ -194,6 +205,13 @@ async def build_runtime(
             await refresh_surfaces(incident, **rein.surfaces)
 
     rein.runner = DeliveryRunner(attempt, show)
+
+    async def post_status(number: int) -> None:
+        await post_channel_status(
+            number, incidents=rein.incidents, timeline=rein.timeline, slack=rein.slack, clock=clock
+        )
+
+    rein.desk.status = Debouncer(post_status, status_debounce)
     bolt = make_bolt(settings, rein)
     web_app = make_web_app(
         rein, settings.api_tokens, bolt if settings.slack_mode == "http" else None

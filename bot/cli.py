@@ -18,7 +18,9 @@ from bot.logs import configure_logging
 from bot.policy import PolicyError, load_policy, missing_kill_switch_secrets
 from bot.slack_gateway import SlackGateway, SlackProblem, make_client
 from storage.db import Database
+from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.rollback import RollbackRepo
 
 EXIT_CONFIG = 2
 
@@ -118,14 +120,21 @@ async def _export(ref: str, fmt: str, output: str | None) -> int:
             print(f"There is no incident INC-{number}.", file=sys.stderr)
             return 1
         timeline = await repo.timeline(number)
+        evidence = await EvidenceRepo(db).for_incident(number)
+        rollback = await RollbackRepo(db).for_incident(number)
     finally:
         await db.close()
     if fmt == "json":
         text = (
-            json.dumps(incident_document(incident, timeline), indent=2, ensure_ascii=False) + "\n"
+            json.dumps(
+                incident_document(incident, timeline, evidence=evidence, rollback=rollback),
+                indent=2,
+                ensure_ascii=False,
+            )
+            + "\n"
         )
     else:
-        text = incident_markdown(incident, timeline)
+        text = incident_markdown(incident, timeline, evidence=evidence, rollback=rollback)
     if output:
         await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8")
     else:

@@ -10,12 +10,16 @@ from bot.clock import Clock
 from bot.domain.models import CardFacts
 from bot.domain.policy import Policy
 from bot.scheduler import DeliveryRunner
+from bot.services.channel_status import SurfaceDesk
 from bot.services.surfaces import load_card_facts
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
 from storage.db import Database
 from storage.deliveries import DeliveryRepo
+from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.rollback import RollbackRepo
+from storage.timeline import TimelineRepo
 
 # Rooms set up at once. Each is seven Slack calls; during a burst of declarations the
 # acknowledgements (which commit the incidents) go first and the rooms follow a few at a time.
@@ -29,6 +33,8 @@ class Rein:
     incidents: IncidentRepo
     agents: AgentRepo
     deliveries: DeliveryRepo
+    evidence: EvidenceRepo
+    rollback: RollbackRepo
     slack: SlackGateway
     clock: Clock
     board: AutonomyBoard
@@ -40,6 +46,12 @@ class Rein:
     card_locks: defaultdict[int, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    # Coalesced refreshes, topics set once, and the debounced one-line channel status.
+    desk: SurfaceDesk = field(default_factory=SurfaceDesk)
+
+    @property
+    def timeline(self) -> TimelineRepo:
+        return TimelineRepo(self.db)
 
     @property
     def steering(self) -> dict[str, Any]:
@@ -76,10 +88,17 @@ class Rein:
             "policy": self.policy,
             "announce_channel": self.announce_channel,
             "facts": self.card_facts,
+            "desk": self.desk,
         }
 
     async def card_facts(self, number: int) -> CardFacts:
-        return await load_card_facts(number, deliveries=self.deliveries)
+        return await load_card_facts(
+            number,
+            deliveries=self.deliveries,
+            evidence=self.evidence,
+            rollback=self.rollback,
+            timeline=self.timeline,
+        )
 
     def deliver(self, delivery_id: str) -> None:
         """Start delivering to a kill switch now; attempts and retries follow on their own."""

@@ -1,10 +1,13 @@
 """An incident as JSON (the HTTP API's shape, also `rein export --format json`) and as Markdown."""
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bot.domain.enums import EvidenceKind
+from bot.domain.evidence import EvidenceItem, absent, missing
 from bot.domain.models import Incident, TimelineEntry
+from bot.domain.rollback import RollbackItem, counts_of, progress
 from bot.domain.severity import IMPACT_LABELS
 from storage.db import to_db_time
 
@@ -28,7 +31,64 @@ def incident_summary(incident: Incident) -> dict[str, Any]:
     }
 
 
-def incident_document(incident: Incident, timeline: Sequence[TimelineEntry]) -> dict[str, Any]:
+def evidence_item(item: EvidenceItem) -> dict[str, Any]:
+    """One item, whole and verbatim (JSON needs no escaping; Slack never sees this)."""
+    return {
+        "id": item.id,
+        "kind": item.kind.value,
+        "content": item.content,
+        "url": item.url,
+        "source": item.source,
+        "note": item.note,
+        "bytes": item.size,
+        "added_by": item.added_by,
+        "added_at": _time(item.added_at),
+    }
+
+
+def evidence_completeness(incident: Incident, kinds: Iterable[EvidenceKind]) -> dict[str, Any]:
+    """`evidence_missing`: every playbook kind no item has yet; `evidence_missing_for_restart`:
+    those of them the restart gate requires at the incident's severity."""
+    present = frozenset(kinds)
+    return {
+        "evidence_missing": [k.value for k in absent(present)],
+        "evidence_missing_for_restart": [k.value for k in missing(present, incident.severity)],
+    }
+
+
+def evidence_recorded(
+    incident: Incident, item: EvidenceItem, kinds: Iterable[EvidenceKind]
+) -> dict[str, Any]:
+    """What `POST /v1/incidents/{ref}/evidence` answers."""
+    return {
+        "incident": incident.ref,
+        **evidence_item(item),
+        **evidence_completeness(incident, kinds),
+    }
+
+
+def rollback_item(item: RollbackItem) -> dict[str, Any]:
+    """One ledger item, verbatim; `by` and `at`: who set its status, and when."""
+    return {
+        "id": item.id,
+        "system": item.system,
+        "record": item.record,
+        "before": item.before,
+        "after": item.after,
+        "status": item.status.value,
+        "reason": item.reason,
+        "by": item.by,
+        "at": _time(item.at),
+    }
+
+
+def incident_document(
+    incident: Incident,
+    timeline: Sequence[TimelineEntry],
+    *,
+    evidence: Sequence[EvidenceItem] = (),
+    rollback: Sequence[RollbackItem] = (),
+) -> dict[str, Any]:
     return {
         **incident_summary(incident),
         "summary": incident.summary,
@@ -43,11 +103,9 @@ def incident_document(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
             }
             for e in timeline
         ],
-        # Evidence and the rollback ledger arrive with their own capability; until then an
-        # incident truthfully has none, and every kind is missing.
-        "evidence": [],
-        "evidence_missing": [kind.value for kind in EvidenceKind if kind is not EvidenceKind.OTHER],
-        "rollback": [],
+        "evidence": [evidence_item(item) for item in evidence],
+        **evidence_completeness(incident, (item.kind for item in evidence)),
+        "rollback": [rollback_item(item) for item in rollback],
     }
 
 
@@ -55,7 +113,79 @@ def _md_cell(text: str) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
-def incident_markdown(incident: Incident, timeline: Sequence[TimelineEntry]) -> str:
+def _fence(text: str) -> str:
+    """A fenced block that the text itself cannot close: longer than any backtick run in it."""
+    runs = [len(run) for run in re.findall(r"`+", text)]
+    fence = "`" * max(3, max(runs, default=0) + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def _code(text: str) -> str:
+    """One line of outside text as an inline code span, so Markdown never interprets it."""
+    line = " ".join(text.split())
+    runs = [len(run) for run in re.findall(r"`+", line)]
+    ticks = "`" * (max(runs, default=0) + 1)
+    return f"{ticks} {line} {ticks}"
+
+
+def evidence_markdown(incident: Incident, evidence: Sequence[EvidenceItem]) -> list[str]:
+    """The evidence section of the export: completeness, then every item whole."""
+    present = frozenset(item.kind for item in evidence)
+    needed = missing(present, incident.severity)
+    others = [k for k in absent(present) if k not in needed]
+    lines = ["## Evidence", ""]
+    lines.append(
+        f"- Missing for the {incident.severity.label} restart gate: "
+        + (", ".join(k.value for k in needed) if needed else "nothing")
+    )
+    if others:
+        lines.append(f"- Also missing: {', '.join(k.value for k in others)}")
+    lines.append(f"- Items: {len(evidence)}")
+    lines.append("")
+    for item in evidence:
+        lines += [f"### Evidence {item.id}: {item.kind.value}", ""]
+        lines.append(f"- Added: {_time(item.added_at)} by {_md_cell(item.added_by)}")
+        if item.source:
+            lines.append(f"- Source: {_code(item.source)}")
+        if item.url:
+            lines.append(f"- URL: {_code(item.url)}")
+        if item.content is not None:
+            lines.append(f"- Content: {item.size} bytes")
+        lines.append("")
+        if item.content is not None:
+            lines += [_fence(item.content), ""]
+        if item.note:
+            lines += ["Note:", "", _fence(item.note), ""]
+    return lines
+
+
+def ledger_markdown(rollback: Sequence[RollbackItem]) -> list[str]:
+    """The rollback ledger section of the export: progress, then every item, values whole."""
+    lines = ["## Rollback ledger", "", f"- {progress(counts_of(rollback))}", ""]
+    if not rollback:
+        return lines
+    lines += [
+        "| # | system | record | before | after | status | by | when | reason |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for item in rollback:
+        cells = [item.system, item.record, item.before, item.after]
+        shown = [_code(c).replace("|", "\\|") if c and c.strip() else "—" for c in cells]
+        reason = _code(item.reason).replace("|", "\\|") if item.reason else ""
+        lines.append(
+            f"| {item.id} | {' | '.join(shown)} | {item.status.value} | {_md_cell(item.by)} "
+            f"| {_time(item.at)} | {reason} |"
+        )
+    return [*lines, ""]
+
+
+def incident_markdown(
+    incident: Incident,
+    timeline: Sequence[TimelineEntry],
+    *,
+    evidence: Sequence[EvidenceItem] = (),
+    rollback: Sequence[RollbackItem] = (),
+) -> str:
     impact = incident.impact
     ticked = [label for name, label in IMPACT_LABELS.items() if getattr(impact, name)]
     if impact.records_touched:
@@ -79,4 +209,6 @@ def incident_markdown(incident: Incident, timeline: Sequence[TimelineEntry]) -> 
     lines += [
         f"| {_time(e.at)} | {_md_cell(e.actor)} | {e.kind} | {_md_cell(e.text)} |" for e in timeline
     ]
+    lines += ["", *evidence_markdown(incident, evidence)]
+    lines += ["", *ledger_markdown(rollback)]
     return "\n".join(lines) + "\n"

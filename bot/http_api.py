@@ -9,19 +9,34 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from bot.api_models import MAX_BODY, AlertRequest, BadInput, parse_body
+from bot.api_models import (
+    MAX_BODY,
+    AlertRequest,
+    BadInput,
+    EvidenceRequest,
+    RollbackRequest,
+    parse_body,
+)
 from bot.context import Rein
 from bot.domain.enums import IncidentStatus
+from bot.domain.evidence import EvidenceTooLarge, InvalidEvidence, new_evidence
 from bot.domain.models import parse_ref
-from bot.export import incident_document, incident_summary
+from bot.export import evidence_recorded, incident_document, incident_summary, rollback_item
 from bot.services.alerts import AlertDesk, receive_alert
+from bot.services.authorise import Refused
+from bot.services.card_refresher import CardRefresher
 from bot.services.declare import UnknownAgent
+from bot.services.evidence import add_evidence
+from bot.services.rollback import add_item
+from bot.services.surfaces import refresh_surfaces
+from storage.incidents import UnknownIncident
 
 logger = logging.getLogger(__name__)
 
 LIST_LIMIT = 500
 REIN_KEY = web.AppKey("rein", Rein)
 ALERTS_KEY = web.AppKey("alerts", AlertDesk)
+CARDS_KEY = web.AppKey("cards", CardRefresher)
 TOKENS_KEY = web.AppKey("api_tokens", dict)
 BOLT_KEY = web.AppKey("bolt", AsyncApp)
 CALLER = web.RequestKey("api_caller", str)
@@ -111,7 +126,11 @@ async def get_incident(request: web.Request) -> web.Response:
     if incident is None:
         return error(404, f"there is no incident INC-{number}")
     timeline = await rein.incidents.timeline(number)
-    return web.json_response(incident_document(incident, timeline))
+    evidence = await rein.evidence.for_incident(number)
+    rollback = await rein.rollback.for_incident(number)
+    return web.json_response(
+        incident_document(incident, timeline, evidence=evidence, rollback=rollback)
+    )
 
 
 async def list_incidents(request: web.Request) -> web.Response:
@@ -142,8 +161,83 @@ async def post_alert(request: web.Request) -> web.Response:
     return web.json_response(received.answer(), status=200 if received.duplicate else 201)
 
 
+async def post_evidence(request: web.Request) -> web.Response:
+    """An item for the evidence store: 201 with what was recorded; the card follows."""
+    rein = request.app[REIN_KEY]
+    try:
+        number = parse_ref(request.match_info["ref"])
+    except ValueError as exc:
+        return error(404, str(exc), "ref")
+    if await rein.incidents.get(number) is None:
+        return error(404, f"there is no incident INC-{number}", "ref")
+    try:
+        body = parse_body(EvidenceRequest, await request.read())  # over MAX_BODY: 413
+        new = new_evidence(
+            body.kind, content=body.content, url=body.url, source=body.source, note=body.note
+        )
+    except BadInput as exc:
+        return error(422, str(exc), exc.field)
+    except EvidenceTooLarge as exc:
+        return error(413, str(exc), exc.field)
+    except InvalidEvidence as exc:
+        return error(422, str(exc), exc.field)
+    try:
+        added = await add_evidence(
+            number,
+            new,
+            actor=request[CALLER],
+            incidents=rein.incidents,
+            evidence=rein.evidence,
+            clock=rein.clock,
+        )
+    except UnknownIncident:
+        return error(404, f"there is no incident INC-{number}", "ref")
+    request.app[CARDS_KEY].request(added.incident)
+    kinds = await rein.evidence.kinds(number)
+    return web.json_response(evidence_recorded(added.incident, added.item, kinds), status=201)
+
+
+async def post_rollback(request: web.Request) -> web.Response:
+    """An affected record for the rollback ledger: 201 with the item; the same system and
+    record again: 200 with the item already there and `"duplicate": true`. The card follows."""
+    rein = request.app[REIN_KEY]
+    try:
+        number = parse_ref(request.match_info["ref"])
+    except ValueError as exc:
+        return error(404, str(exc), "ref")
+    if await rein.incidents.get(number) is None:
+        return error(404, f"there is no incident INC-{number}", "ref")
+    try:
+        body = parse_body(RollbackRequest, await request.read())  # over MAX_BODY: 413
+    except BadInput as exc:
+        return error(422, str(exc), exc.field)
+    try:
+        added = await add_item(
+            number,
+            body,
+            actor=request[CALLER],
+            incidents=rein.incidents,
+            rollback=rein.rollback,
+            clock=rein.clock,
+        )
+    except UnknownIncident:
+        return error(404, f"there is no incident INC-{number}", "ref")
+    except Refused as exc:  # closed or dismissed: its ledger is final
+        return error(409, str(exc), "ref")
+    if not added.duplicate:
+        request.app[CARDS_KEY].request(added.incident)
+    answer = {"incident": added.incident.ref, **rollback_item(added.item)}
+    return web.json_response(
+        {**answer, "duplicate": added.duplicate}, status=200 if added.duplicate else 201
+    )
+
+
 async def _drain_alerts(app: web.Application) -> None:
     await app[ALERTS_KEY].drain()
+
+
+async def _drain_cards(app: web.Application) -> None:
+    await app[CARDS_KEY].drain()
 
 
 def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) -> web.Application:
@@ -152,6 +246,8 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     app[TOKENS_KEY] = api_tokens
     app[ALERTS_KEY] = AlertDesk(rein)
     app.on_cleanup.append(_drain_alerts)  # after in-flight requests, before the database closes
+    app[CARDS_KEY] = CardRefresher(lambda incident: refresh_surfaces(incident, **rein.surfaces))
+    app.on_cleanup.append(_drain_cards)
     app.router.add_get("/healthz", healthz)
     if bolt is not None:
         app[BOLT_KEY] = bolt
@@ -160,4 +256,6 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     app.router.add_get("/v1/incidents", list_incidents)
     app.router.add_get("/v1/incidents/{ref}", get_incident)
     app.router.add_post("/v1/alerts", post_alert)
+    app.router.add_post("/v1/incidents/{ref}/evidence", post_evidence)
+    app.router.add_post("/v1/incidents/{ref}/rollback", post_rollback)
     return app

@@ -166,6 +166,20 @@ class SlackGateway:
         )
         return str(data["ts"])
 
+    async def reply(
+        self, channel: str, thread_ts: str, text: str, blocks: list[dict] | None = None
+    ) -> str:
+        """A reply in the thread of message `thread_ts` (not broadcast to the channel)."""
+        data = await self._call(
+            "reply in the thread",
+            "chat.postMessage",
+            channel=channel,
+            thread_ts=thread_ts,
+            text=text,
+            blocks=blocks,
+        )
+        return str(data["ts"])
+
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict]) -> None:
         await self._call(
             "update the message", "chat.update", channel=channel, ts=ts, text=text, blocks=blocks

@@ -9,7 +9,10 @@ from handlers import (
     containment_actions,
     declare_modal,
     errors,
+    evidence,
     incident_command,
+    rollback_actions,
+    status_updates,
     timeline_capture,
     triage_actions,
 )
@@ -20,6 +23,9 @@ MODULES = (
     declare_modal,
     card_actions,
     containment_actions,
+    evidence,
+    rollback_actions,
+    status_updates,
     timeline_capture,
     triage_actions,
     errors,  # last: the one error handler

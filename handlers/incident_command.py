@@ -22,6 +22,11 @@ from bot.services.declare import PossibleDuplicate, UnknownAgent, declare, open_
 from bot.services.steering import Refused, change_severity, close_incident
 from bot.services.surfaces import refresh_surfaces, repost_card
 from bot.slack_gateway import SlackProblem
+from handlers.evidence import evidence_command as _evidence
+from handlers.rollback_actions import recovered_subcommand as _recovered
+from handlers.rollback_actions import rollback_subcommand as _rollback
+from handlers.status_updates import timeline_command as _timeline
+from handlers.status_updates import update_command as _update
 
 Ack = Callable[..., Awaitable[None]]
 Subcommand = Callable[[Rein, str, dict, Ack, Any], Awaitable[None]]
@@ -184,4 +189,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "severity": _sev,
     "close": _close,
     "contain": _contain,
+    "evidence": _evidence,
+    "rollback": _rollback,
+    "recovered": _recovered,
+    "update": _update,
+    "timeline": _timeline,
 }

@@ -74,6 +74,7 @@ class TimelineKind(StrEnum):
     EVIDENCE = "evidence"
     ROLLBACK = "rollback"
     STATUS_UPDATE = "status_update"
+    STATUS_POSTED = "status_posted"  # Rein's one-line channel status: what it said, and up to where
 
 
 class RollbackStatus(StrEnum):

@@ -16,6 +16,7 @@ from bot.domain.enums import (
     Severity,
     TimelineKind,
 )
+from bot.domain.evidence import EvidenceBrief
 from bot.domain.severity import Impact
 
 TITLE_MAX = 150
@@ -140,7 +141,10 @@ class CardFacts(BaseModel):
 
     deliveries: tuple[Delivery, ...] = ()
     evidence_kinds: frozenset[EvidenceKind] = frozenset()  # the kinds present
+    evidence_count: int = 0
+    evidence_latest: tuple[EvidenceBrief, ...] = ()  # newest first, content trimmed
     ledger: LedgerCounts = Field(default_factory=lambda: LedgerCounts())
+    latest_update: TimelineEntry | None = None  # the newest status update (shown on the digest)
 
 
 class AgentAutonomy(BaseModel):

@@ -10,8 +10,19 @@ INCIDENT_HELP = f"""*Rein: incident response for AI agents*
 • `/incident sev <1-4> <reason>` — in an incident channel: change the severity
 • `/incident contain` — in an incident channel: approve its containment plan
 • `/incident close <learning note>` — in an incident channel: close a SEV-4 straight from declared
+• `/incident evidence <kind> <text or url>` — in an incident channel: preserve evidence \
+(`/incident evidence` alone lists the kinds; `INC-12` first for another incident)
+• `/incident rollback <system> <record> [before -> after]` — add an affected record to the \
+rollback ledger; `/incident rollback list [status]` shows it, pending first
+• `/incident rollback restored|accepted|not_reversible <items|all> [reason]` — mark ledger \
+items (`12`, `1-212,250`; `all` = every pending one); accepted and not_reversible need a reason
+• `/incident recovered` — mark it recovered once every record is restored, accepted or not \
+reversible; the commander may `/incident recovered accept <reason>` for the pending rest
+• `/incident update` — in an incident channel: post a status update (what happened, what \
+was affected, what was done, what is being checked, what changes before restart)
+• `/incident timeline` — in an incident channel: its timeline, privately, a page at a time
 • `/incident help` — this list
-`sev`, `status` and `close` also take an incident first:
+`sev`, `status`, `close`, `update` and `timeline` also take an incident first:
 `/incident sev INC-12 2 customers saw it`."""
 
 AGENT_HELP = """*Rein: agents*

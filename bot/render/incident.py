@@ -18,13 +18,17 @@ from slack_sdk.models.blocks import (
 
 from bot.domain.containment import MAX_ATTEMPTS, MOVE_LABELS, applicable_moves, plan_for
 from bot.domain.enums import DeliveryEvent, DeliveryState, IncidentStatus, Severity
-from bot.domain.models import CardFacts, Delivery, Incident
+from bot.domain.models import CardFacts, Delivery, Incident, TimelineEntry
 from bot.domain.policy import Agent
 from bot.domain.severity import IMPACT_LABELS, SEVERITY_TABLE, suggest_severity
 from bot.render import text as t
+from bot.render.evidence import ADD_EVIDENCE, evidence_blocks
+from bot.render.rollback import ledger_blocks, rollback_buttons
+from bot.render.updates import digest_update_block
 
 CHANGE_SEVERITY = "incident_change_severity"
 CLOSE_INCIDENT = "incident_close"
+POST_UPDATE = "incident_post_update"
 APPROVE_CONTAINMENT = "incident_approve_containment"
 CONTAINMENT_PLAN = "incident_containment_plan"
 RETRY_DELIVERY = "incident_retry_delivery"
@@ -102,6 +106,8 @@ def card_blocks(
         ContextBlock(elements=[MarkdownTextObject(text=f"{sev.label} is for: {rule.example}")]),
         *containment_blocks(incident, agent, facts.deliveries),
     ]
+    blocks += evidence_blocks(incident, facts)
+    blocks += ledger_blocks(incident, facts.ledger)
     buttons = card_buttons(incident, facts.deliveries)
     if buttons:
         blocks.append(ActionsBlock(block_id="card_actions", elements=buttons))
@@ -224,12 +230,17 @@ def card_buttons(incident: Incident, deliveries: Sequence[Delivery] = ()) -> lis
         buttons.append(
             ButtonElement(text="Change severity", action_id=CHANGE_SEVERITY, value=value)
         )
+        buttons.append(ButtonElement(text="Add evidence", action_id=ADD_EVIDENCE, value=value))
+        buttons.append(ButtonElement(text="Post update", action_id=POST_UPDATE, value=value))
+    buttons += rollback_buttons(incident)
     if incident.status is IncidentStatus.DECLARED and incident.severity is Severity.SEV4:
         buttons.append(ButtonElement(text="Close incident", action_id=CLOSE_INCIDENT, value=value))
     return buttons
 
 
-def digest_blocks(incident: Incident, agent: Agent | None) -> list[dict]:
+def digest_blocks(
+    incident: Incident, agent: Agent | None, latest_update: TimelineEntry | None = None
+) -> list[dict]:
     sev = incident.severity
     line = (
         f"{_SEVERITY_ICON[sev]} *{incident.ref}* · {sev.label} · *{incident.status}* — "
@@ -246,6 +257,7 @@ def digest_blocks(incident: Incident, agent: Agent | None) -> list[dict]:
     return t.to_dicts(
         [
             SectionBlock(text=t.cut(f"{line}\n{details}", t.SECTION_TEXT_MAX)),
+            *digest_update_block(latest_update),
             ContextBlock(elements=[MarkdownTextObject(text=when)]),
         ]
     )
