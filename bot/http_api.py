@@ -4,6 +4,7 @@ import hmac
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -18,13 +19,13 @@ from bot.api_models import (
     parse_body,
 )
 from bot.context import Rein
+from bot.debounce import Debouncer
 from bot.domain.enums import IncidentStatus
 from bot.domain.evidence import EvidenceTooLarge, InvalidEvidence, new_evidence
-from bot.domain.models import parse_ref
+from bot.domain.models import Incident, parse_ref
 from bot.export import evidence_recorded, incident_document, incident_summary, rollback_item
 from bot.services.alerts import AlertDesk, receive_alert
 from bot.services.authorise import Refused
-from bot.services.card_refresher import CardRefresher
 from bot.services.declare import UnknownAgent
 from bot.services.evidence import add_evidence
 from bot.services.rollback import add_item
@@ -36,7 +37,10 @@ logger = logging.getLogger(__name__)
 LIST_LIMIT = 500
 REIN_KEY = web.AppKey("rein", Rein)
 ALERTS_KEY = web.AppKey("alerts", AlertDesk)
-CARDS_KEY = web.AppKey("cards", CardRefresher)
+# Card refreshes asked for by API writes, done after answering: a burst of items from an agent
+# platform costs one refresh running and at most one more, and shutdown waits for them.
+CARDS_KEY = web.AppKey("cards", Debouncer)
+SHUTDOWN_GRACE_SECONDS = 10.0
 TOKENS_KEY = web.AppKey("api_tokens", dict)
 BOLT_KEY = web.AppKey("bolt", AsyncApp)
 CALLER = web.RequestKey("api_caller", str)
@@ -116,15 +120,24 @@ async def get_autonomy(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-async def get_incident(request: web.Request) -> web.Response:
-    rein = request.app[REIN_KEY]
+async def _incident(request: web.Request) -> Incident | web.Response:
+    """The incident `{ref}` names, or the 404 to answer."""
     try:
         number = parse_ref(request.match_info["ref"])
     except ValueError as exc:
         return error(404, str(exc), "ref")
-    incident = await rein.incidents.get(number)
+    incident = await request.app[REIN_KEY].incidents.get(number)
     if incident is None:
-        return error(404, f"there is no incident INC-{number}")
+        return error(404, f"there is no incident INC-{number}", "ref")
+    return incident
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    rein = request.app[REIN_KEY]
+    incident = await _incident(request)
+    if isinstance(incident, web.Response):
+        return incident
+    number = incident.number
     timeline = await rein.incidents.timeline(number)
     evidence = await rein.evidence.for_incident(number)
     rollback = await rein.rollback.for_incident(number)
@@ -164,12 +177,10 @@ async def post_alert(request: web.Request) -> web.Response:
 async def post_evidence(request: web.Request) -> web.Response:
     """An item for the evidence store: 201 with what was recorded; the card follows."""
     rein = request.app[REIN_KEY]
-    try:
-        number = parse_ref(request.match_info["ref"])
-    except ValueError as exc:
-        return error(404, str(exc), "ref")
-    if await rein.incidents.get(number) is None:
-        return error(404, f"there is no incident INC-{number}", "ref")
+    incident = await _incident(request)
+    if isinstance(incident, web.Response):
+        return incident
+    number = incident.number
     try:
         body = parse_body(EvidenceRequest, await request.read())  # over MAX_BODY: 413
         new = new_evidence(
@@ -192,7 +203,7 @@ async def post_evidence(request: web.Request) -> web.Response:
         )
     except UnknownIncident:
         return error(404, f"there is no incident INC-{number}", "ref")
-    request.app[CARDS_KEY].request(added.incident)
+    request.app[CARDS_KEY].poke(added.incident.number)
     kinds = await rein.evidence.kinds(number)
     return web.json_response(evidence_recorded(added.incident, added.item, kinds), status=201)
 
@@ -201,12 +212,10 @@ async def post_rollback(request: web.Request) -> web.Response:
     """An affected record for the rollback ledger: 201 with the item; the same system and
     record again: 200 with the item already there and `"duplicate": true`. The card follows."""
     rein = request.app[REIN_KEY]
-    try:
-        number = parse_ref(request.match_info["ref"])
-    except ValueError as exc:
-        return error(404, str(exc), "ref")
-    if await rein.incidents.get(number) is None:
-        return error(404, f"there is no incident INC-{number}", "ref")
+    incident = await _incident(request)
+    if isinstance(incident, web.Response):
+        return incident
+    number = incident.number
     try:
         body = parse_body(RollbackRequest, await request.read())  # over MAX_BODY: 413
     except BadInput as exc:
@@ -225,11 +234,18 @@ async def post_rollback(request: web.Request) -> web.Response:
     except Refused as exc:  # closed or dismissed: its ledger is final
         return error(409, str(exc), "ref")
     if not added.duplicate:
-        request.app[CARDS_KEY].request(added.incident)
+        request.app[CARDS_KEY].poke(added.incident.number)
     answer = {"incident": added.incident.ref, **rollback_item(added.item)}
     return web.json_response(
         {**answer, "duplicate": added.duplicate}, status=200 if added.duplicate else 201
     )
+
+
+async def refresh_card(rein: Rein, number: int) -> None:
+    incident = await rein.incidents.get(number)
+    if incident is not None:
+        for problem in await refresh_surfaces(incident, **rein.surfaces):
+            logger.warning("%s: %s", incident.ref, problem)
 
 
 async def _drain_alerts(app: web.Application) -> None:
@@ -237,7 +253,7 @@ async def _drain_alerts(app: web.Application) -> None:
 
 
 async def _drain_cards(app: web.Application) -> None:
-    await app[CARDS_KEY].drain()
+    await app[CARDS_KEY].stop(SHUTDOWN_GRACE_SECONDS)
 
 
 def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) -> web.Application:
@@ -246,7 +262,7 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     app[TOKENS_KEY] = api_tokens
     app[ALERTS_KEY] = AlertDesk(rein)
     app.on_cleanup.append(_drain_alerts)  # after in-flight requests, before the database closes
-    app[CARDS_KEY] = CardRefresher(lambda incident: refresh_surfaces(incident, **rein.surfaces))
+    app[CARDS_KEY] = Debouncer(partial(refresh_card, rein), delay=0)
     app.on_cleanup.append(_drain_cards)
     app.router.add_get("/healthz", healthz)
     if bolt is not None:

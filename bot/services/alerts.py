@@ -16,13 +16,14 @@ from bot.api_models import AlertRequest
 from bot.autonomy import AutonomyBoard
 from bot.clock import Clock
 from bot.context import Rein
+from bot.debounce import Debouncer
 from bot.domain.enums import IncidentStatus, Severity, TimelineKind
 from bot.domain.lifecycle import refusal, transition
 from bot.domain.models import SUMMARY_MAX, TITLE_MAX, Incident, NewIncident, TimelineEntry
 from bot.domain.policy import Agent, AlertRule, Policy
 from bot.render import text as t
 from bot.render.triage import kind_label, triage_blocks, triage_text
-from bot.services.authorise import Refused, authorise
+from bot.services.authorise import Refused, authorise, known_incident
 from bot.services.containment import Contained, approve_containment
 from bot.services.declare import UnknownAgent, open_room
 from bot.services.surfaces import refresh_surfaces
@@ -341,9 +342,7 @@ async def dismiss_alert(
 
 
 async def _in_triage(number: int, incidents: IncidentRepo, wanted: IncidentStatus) -> Incident:
-    incident = await incidents.get(number)
-    if incident is None:
-        raise Refused(f"There is no incident INC-{number}.")
+    incident = await known_incident(number, incidents)
     if incident.status is not IncidentStatus.TRIAGE:
         raise Refused(await _decided(incident, incidents, wanted))
     return incident
@@ -434,16 +433,17 @@ class AlertDesk:
     def __init__(self, rein: Rein) -> None:
         self._rein = rein
         self._tasks: set[asyncio.Task[None]] = set()
-        self._again: dict[int, bool] = {}
+        self._counters = Debouncer(self._show_counter, delay=0)
         self._warned = False
 
     def publish(self, received: Received) -> None:
         if received.duplicate:
-            self._refresh(received.incident.number)
+            self._counters.poke(received.incident.number)
         else:
             self._spawn(self._announce(received))
 
     async def drain(self, timeout: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        await self._counters.stop(timeout)
         if not self._tasks:
             return
         _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
@@ -455,29 +455,14 @@ class AlertDesk:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _refresh(self, number: int) -> None:
-        if number in self._again:
-            self._again[number] = True
-            return
-        self._again[number] = False
-        self._spawn(self._refresh_until_current(number))
-
-    async def _refresh_until_current(self, number: int) -> None:
+    async def _show_counter(self, number: int) -> None:
+        """Repeated alerts: the triage message's counter, redrawn from what is stored."""
         rein = self._rein
-        try:
-            while True:
-                self._again[number] = False
-                problems = await show_triage(
-                    number, incidents=rein.incidents, slack=rein.slack, policy=rein.policy
-                )
-                for problem in problems:
-                    logger.warning("INC-%d: %s", number, problem)
-                if not self._again[number]:
-                    return
-        except Exception:
-            logger.exception("could not update the triage message of INC-%d", number)
-        finally:
-            del self._again[number]
+        problems = await show_triage(
+            number, incidents=rein.incidents, slack=rein.slack, policy=rein.policy
+        )
+        for problem in problems:
+            logger.warning("INC-%d: %s", number, problem)
 
     async def _announce(self, received: Received) -> None:
         rein = self._rein

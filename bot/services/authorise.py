@@ -15,6 +15,14 @@ class Refused(Exception):
     """An action the user may not take, or that makes no sense now; the message says why."""
 
 
+async def known_incident(number: int, incidents: IncidentRepo) -> Incident:
+    """The incident, or a refusal that says it does not exist."""
+    incident = await incidents.get(number)
+    if incident is None:
+        raise Refused(f"There is no incident INC-{number}.")
+    return incident
+
+
 async def authorise(
     user: str,
     incident: Incident,

@@ -21,7 +21,7 @@ from bot.domain.models import AgentAutonomy, Delivery, Incident, NewIncident, Ti
 from bot.domain.policy import Policy
 from bot.render.text import date
 from bot.render.text import user as mention
-from bot.services.authorise import Refused, authorise
+from bot.services.authorise import Refused, authorise, known_incident
 from bot.services.declare import declare
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
@@ -48,9 +48,7 @@ async def set_plan(
     policy: Policy,
     clock: Clock,
 ) -> Incident:
-    current = await incidents.get(number)
-    if current is None:
-        raise Refused(f"There is no incident INC-{number}.")
+    current = await known_incident(number, incidents)
     await authorise(
         actor,
         current,
@@ -92,9 +90,7 @@ async def approve_containment(
     automatic: str | None = None,
 ) -> Contained:
     """`automatic` names the rule when Rein contains by itself (no person to authorise)."""
-    current = await incidents.get(number)
-    if current is None:
-        raise Refused(f"There is no incident INC-{number}.")
+    current = await known_incident(number, incidents)
     if automatic is None:
         await authorise(
             actor,

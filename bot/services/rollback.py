@@ -32,7 +32,7 @@ from bot.domain.rollback import (
 )
 from bot.render.rollback import PENDING_NAMED, pending_refusal
 from bot.render.text import user as mention
-from bot.services.authorise import Refused, authorise
+from bot.services.authorise import Refused, authorise, known_incident
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
 from storage.rollback import RollbackRepo
@@ -141,7 +141,7 @@ async def mark_items(
         reason = check_reason(status, reason)
     except LedgerError as exc:
         raise Refused(str(exc)) from None
-    current = await _current(number, incidents)
+    current = await known_incident(number, incidents)
     await authorise(
         actor,
         current,
@@ -210,7 +210,7 @@ async def mark_recovered(
     clock: Clock,
 ) -> Recovered:
     """`accept`: the commander's reason for accepting the records still pending as they are."""
-    current = await _current(number, incidents)
+    current = await known_incident(number, incidents)
     await authorise(
         actor,
         current,
@@ -322,10 +322,3 @@ async def _refuse_acceptance(
         f"Only the commander ({mention(incident.commander)}) can accept the pending records of "
         f"{incident.ref} as they are."
     )
-
-
-async def _current(number: int, incidents: IncidentRepo) -> Incident:
-    incident = await incidents.get(number)
-    if incident is None:
-        raise Refused(f"There is no incident INC-{number}.")
-    return incident

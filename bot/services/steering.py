@@ -6,7 +6,7 @@ from bot.domain.enums import IncidentStatus, Severity, TimelineKind
 from bot.domain.lifecycle import transition
 from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
-from bot.services.authorise import Refused, authorise
+from bot.services.authorise import Refused, authorise, known_incident
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
 
@@ -22,7 +22,7 @@ async def change_severity(
     policy: Policy,
     clock: Clock,
 ) -> Incident:
-    current = await _current(number, incidents)
+    current = await known_incident(number, incidents)
     await authorise(
         actor,
         current,
@@ -67,7 +67,7 @@ async def close_incident(
     clock: Clock,
 ) -> Incident:
     """Closing with a learning note; the lifecycle decides whether it may close now."""
-    current = await _current(number, incidents)
+    current = await known_incident(number, incidents)
     await authorise(
         actor,
         current,
@@ -84,10 +84,3 @@ async def close_incident(
         )
         await edit.save(moved.incident, [moved.entry])
     return moved.incident
-
-
-async def _current(number: int, incidents: IncidentRepo) -> Incident:
-    incident = await incidents.get(number)
-    if incident is None:
-        raise Refused(f"There is no incident INC-{number}.")
-    return incident

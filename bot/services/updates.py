@@ -12,7 +12,7 @@ from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
 from bot.domain.updates import StatusUpdate, update_entry, update_from
 from bot.render import updates as render
-from bot.services.authorise import Refused, authorise
+from bot.services.authorise import Refused, authorise, known_incident
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.incidents import IncidentRepo
 from storage.timeline import TimelineRepo
@@ -33,13 +33,6 @@ def _check_open(incident: Incident) -> None:
         )
 
 
-async def _current(number: int, incidents: IncidentRepo) -> Incident:
-    incident = await incidents.get(number)
-    if incident is None:
-        raise Refused(f"There is no incident INC-{number}.")
-    return incident
-
-
 async def update_form(
     number: int,
     *,
@@ -52,7 +45,7 @@ async def update_form(
 ) -> tuple[Incident, StatusUpdate | None]:
     """May `actor` post an update now? Checked before the form opens, so nobody writes five
     answers to be refused; returns the incident and its previous update to start from."""
-    incident = await _current(number, incidents)
+    incident = await known_incident(number, incidents)
     _check_open(incident)
     await authorise(
         actor,
@@ -80,7 +73,7 @@ async def record_update(
 ) -> tuple[Incident, TimelineEntry]:
     """Authorise (commander, agent owner or an approver of the severity) and record the update
     on the timeline with its five parts; the incident counts as updated."""
-    current = await _current(number, incidents)
+    current = await known_incident(number, incidents)
     await authorise(
         actor,
         current,
@@ -162,7 +155,7 @@ async def timeline_page(
 ) -> TimelinePage:
     """Page `page` of the timeline, oldest first (None: the latest page). Pages are counted
     from the oldest entry, so a page keeps its entries while the incident goes on."""
-    incident = await _current(number, incidents)
+    incident = await known_incident(number, incidents)
     total = await timeline.count(number)
     pages = max(1, -(-total // size))
     chosen = pages if page is None else min(max(page, 1), pages)
