@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m bench.ack_latency
 	$(BIN)/python -m bench.autonomy_api
 	$(BIN)/python -m bench.approval_delivery
+	$(BIN)/python -m bench.timeline_card
 
 check: install
 	$(BIN)/rein check

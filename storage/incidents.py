@@ -215,22 +215,22 @@ class IncidentRepo:
             await _append(conn, number, entries)
 
     async def append_once(self, number: int, entry: TimelineEntry, dedupe_key: str) -> bool:
-        """Append unless an entry with this key exists; True when it was appended."""
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT OR IGNORE INTO timeline (incident, at, actor, kind, text, data, dedupe_key)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    number,
-                    to_db_time(entry.at),
-                    entry.actor,
-                    entry.kind.value,
-                    entry.text,
-                    json.dumps(entry.data),
-                    dedupe_key,
-                ),
-            )
-            return cursor.rowcount == 1
+        """Append unless an entry with this key exists; True when it was appended. One
+        statement: atomic on its own, one round trip to the database thread."""
+        changed = await self._db.write(
+            "INSERT OR IGNORE INTO timeline (incident, at, actor, kind, text, data, dedupe_key)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                number,
+                to_db_time(entry.at),
+                entry.actor,
+                entry.kind.value,
+                entry.text,
+                json.dumps(entry.data),
+                dedupe_key,
+            ),
+        )
+        return changed == 1
 
     async def set_slack_refs(self, number: int, **refs: str | None) -> None:
         if not refs or not set(refs) <= _SLACK_REFS:
