@@ -1,6 +1,6 @@
 """Request bodies of the HTTP API, validated with pydantic, and the errors that name the field."""
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
@@ -14,6 +14,7 @@ from bot.domain.severity import parse_severity
 MAX_BODY = 1024 * 1024  # also the HTTP server's client_max_size
 FINGERPRINT_MAX = 200
 AGENT_ID_MAX = 100
+RUN_ID_MAX = 200
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -68,6 +69,24 @@ class EvidenceRequest(BaseModel):
     url: str | None = None
     source: str | None = None
     note: str | None = None
+
+
+class RunRequest(BaseModel):
+    """`POST /v1/agents/{agent_id}/runs`: `{"run_id", "outcome", "summary"?, "cost"?}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1, max_length=RUN_ID_MAX)
+    outcome: Literal["ok", "failed", "flagged"]
+    summary: str | None = Field(default=None, max_length=SUMMARY_MAX)
+    cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name the run, not only whitespace")
+        return value
 
 
 class RollbackRequest(NewRollbackItem):

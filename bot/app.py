@@ -23,9 +23,10 @@ from bot.domain.policy import Policy
 from bot.http_api import make_web_app
 from bot.killswitch import KillSwitchClient
 from bot.policy import load_policy, missing_kill_switch_secrets
-from bot.scheduler import DeliveryRunner
+from bot.scheduler import DeliveryRunner, ReminderRunner
 from bot.services.channel_status import STATUS_DEBOUNCE_SECONDS, post_channel_status
 from bot.services.deliveries import attempt_delivery
+from bot.services.reminders import REMINDER_TIMINGS, Reminders, ReminderTimings
 from bot.services.surfaces import refresh_surfaces
 from bot.slack_gateway import SlackGateway, make_client
 from handlers import register_all
@@ -34,6 +35,7 @@ from storage.db import Database
 from storage.deliveries import DeliveryRepo
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.reminders import ReminderRepo
 from storage.rollback import RollbackRepo
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class Runtime:
     web_app: web.Application
     kill_switch: KillSwitchClient
     deliveries: DeliveryRunner
+    reminders: Reminders | None = None
     runner: web.AppRunner | None = None
     socket: AsyncSocketModeHandler | None = None
     sites: list[web.TCPSite] = field(default_factory=list)
@@ -88,6 +91,9 @@ class Runtime:
     async def start(self) -> None:
         # Deliveries that were pending when Rein stopped resume first.
         self.deliveries.start(await self.rein.deliveries.pending())
+        # Reminders too: each live row gets its job; ones due while Rein was down go now.
+        if self.reminders is not None:
+            await self.reminders.start()
         # Channel status lines that were due when Rein stopped are posted after all.
         self.rein.desk.catch_up(await self.rein.incidents.newest("open"))
         self.runner = web.AppRunner(self.web_app, access_log=None)
@@ -116,6 +122,8 @@ class Runtime:
             await self.runner.cleanup()
         await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
         await self.deliveries.stop(SHUTDOWN_GRACE_SECONDS)
+        if self.reminders is not None:
+            await self.reminders.stop(SHUTDOWN_GRACE_SECONDS)
         if self.rein.desk.status is not None:  # status lines waiting out their debounce go now
             await self.rein.desk.status.stop(SHUTDOWN_GRACE_SECONDS)
         await self.kill_switch.close()
@@ -156,6 +164,7 @@ async def build_runtime(
     clock: Clock = utc_now,
     timings: DeliveryTimings = DeliveryTimings(),
     status_debounce: float = STATUS_DEBOUNCE_SECONDS,
+    reminder_timings: ReminderTimings = REMINDER_TIMINGS,
 ) -> Runtime:
     environ = os.environ if environ is None else environ
     policy = load_checked_policy(settings, environ)
@@ -206,6 +215,19 @@ async def build_runtime(
 
     rein.runner = DeliveryRunner(attempt, show)
 
+    reminders = Reminders(
+        ReminderRepo(db),
+        incidents=rein.incidents,
+        timeline=rein.timeline,
+        slack=rein.slack,
+        policy=policy,
+        clock=clock,
+        timings=reminder_timings,
+    )
+    reminders.runner = ReminderRunner(reminders.fire, clock)
+    rein.incidents.on_change(reminders.changed)  # every committed change re-plans reminders
+    rein.reminders = reminders
+
     async def post_status(number: int) -> None:
         await post_channel_status(
             number, incidents=rein.incidents, timeline=rein.timeline, slack=rein.slack, clock=clock
@@ -223,4 +245,5 @@ async def build_runtime(
         web_app=web_app,
         kill_switch=kill_switch,
         deliveries=rein.runner,
+        reminders=reminders,
     )

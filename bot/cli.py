@@ -13,13 +13,15 @@ from pathlib import Path
 
 from bot.config import ConfigError, Settings, StorageSettings, load_settings, secrets_of
 from bot.domain.models import parse_ref
-from bot.export import incident_document, incident_markdown
+from bot.export import incident_document
 from bot.logs import configure_logging
 from bot.policy import PolicyError, load_policy, missing_kill_switch_secrets
+from bot.services.postmortem import load_record
 from bot.slack_gateway import SlackGateway, SlackProblem, make_client
 from storage.db import Database
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.postmortems import PostmortemRepo
 from storage.rollback import RollbackRepo
 
 EXIT_CONFIG = 2
@@ -114,27 +116,30 @@ async def _export(ref: str, fmt: str, output: str | None) -> int:
         return EXIT_CONFIG
     db = await Database.open(StorageSettings().REIN_DB_PATH)
     try:
-        repo = IncidentRepo(db)
-        incident = await repo.get(number)
-        if incident is None:
-            print(f"There is no incident INC-{number}.", file=sys.stderr)
-            return 1
-        timeline = await repo.timeline(number)
-        evidence = await EvidenceRepo(db).for_incident(number)
-        rollback = await RollbackRepo(db).for_incident(number)
+        # The same reading Share postmortem does: the same record gives the same bytes.
+        record = await load_record(
+            number,
+            incidents=IncidentRepo(db),
+            evidence=EvidenceRepo(db),
+            rollback=RollbackRepo(db),
+            postmortems=PostmortemRepo(db),
+        )
     finally:
         await db.close()
+    if record is None:
+        print(f"There is no incident INC-{number}.", file=sys.stderr)
+        return 1
     if fmt == "json":
-        text = (
-            json.dumps(
-                incident_document(incident, timeline, evidence=evidence, rollback=rollback),
-                indent=2,
-                ensure_ascii=False,
-            )
-            + "\n"
+        document = incident_document(
+            record.incident,
+            record.timeline,
+            evidence=record.evidence,
+            rollback=record.rollback,
+            postmortem=record.postmortem,
         )
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = incident_markdown(incident, timeline, evidence=evidence, rollback=rollback)
+        text = record.markdown()
     if output:
         await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8")
     else:
@@ -148,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("run", help="start the bot and its HTTP API")
     commands.add_parser("check", help="check configuration, policy, database and Slack")
     commands.add_parser("migrate", help="apply database migrations")
-    export = commands.add_parser("export", help="write an incident and its timeline")
+    export = commands.add_parser(
+        "export", help="write an incident's postmortem document (md) or whole record (json)"
+    )
     export.add_argument("ref", help="INC-12 or 12")
     export.add_argument("--format", choices=("md", "json"), default="md")
     export.add_argument("--output", help="a file to write instead of standard output")

@@ -11,6 +11,7 @@ from bot.domain.models import CardFacts
 from bot.domain.policy import Policy
 from bot.scheduler import DeliveryRunner
 from bot.services.channel_status import SurfaceDesk
+from bot.services.reminders import Reminders
 from bot.services.surfaces import load_card_facts
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
@@ -18,6 +19,8 @@ from storage.db import Database
 from storage.deliveries import DeliveryRepo
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.postmortems import PostmortemRepo
+from storage.restarts import RestartRepo
 from storage.rollback import RollbackRepo
 from storage.timeline import TimelineRepo
 
@@ -39,6 +42,7 @@ class Rein:
     clock: Clock
     board: AutonomyBoard
     runner: DeliveryRunner | None = None  # set once the runtime has its scheduler
+    reminders: Reminders | None = None  # set by the runtime (bot/services/reminders.py)
     announce_channel: str | None = None
     triage_channel: str | None = None
     room_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ROOMS_AT_ONCE))
@@ -52,6 +56,10 @@ class Rein:
     @property
     def timeline(self) -> TimelineRepo:
         return TimelineRepo(self.db)
+
+    @property
+    def postmortems(self) -> PostmortemRepo:
+        return PostmortemRepo(self.db)
 
     @property
     def steering(self) -> dict[str, Any]:
@@ -98,6 +106,9 @@ class Rein:
             evidence=self.evidence,
             rollback=self.rollback,
             timeline=self.timeline,
+            postmortems=self.postmortems,
+            policy=self.policy,
+            restarts=RestartRepo(self.db),
         )
 
     def deliver(self, delivery_id: str) -> None:

@@ -16,18 +16,28 @@ from bot.api_models import (
     BadInput,
     EvidenceRequest,
     RollbackRequest,
+    RunRequest,
     parse_body,
 )
 from bot.context import Rein
 from bot.debounce import Debouncer
 from bot.domain.enums import IncidentStatus
 from bot.domain.evidence import EvidenceTooLarge, InvalidEvidence, new_evidence
-from bot.domain.models import Incident, parse_ref
+from bot.domain.gate import RunOutcome
+from bot.domain.models import Incident, format_ref, parse_ref
 from bot.export import evidence_recorded, incident_document, incident_summary, rollback_item
 from bot.services.alerts import AlertDesk, receive_alert
 from bot.services.authorise import Refused
 from bot.services.declare import UnknownAgent
 from bot.services.evidence import add_evidence
+from bot.services.restart import UnknownAgent as UnknownRunAgent
+from bot.services.restart import (
+    catch_up_runs,
+    compose_gate_reminders,
+    publish_runs,
+    refresh_gate,
+    report_run,
+)
 from bot.services.rollback import add_item
 from bot.services.surfaces import refresh_surfaces
 from storage.incidents import UnknownIncident
@@ -40,6 +50,13 @@ ALERTS_KEY = web.AppKey("alerts", AlertDesk)
 # Card refreshes asked for by API writes, done after answering: a burst of items from an agent
 # platform costs one refresh running and at most one more, and shutdown waits for them.
 CARDS_KEY = web.AppKey("cards", Debouncer)
+# Run reports during a staged restart, shown in the incident channel: a burst is one message.
+RUNS_KEY = web.AppKey("runs", Debouncer)
+RUN_FEED_SECONDS = 1.0
+RUN_FEED_MAX_SECONDS = 5.0
+# The restart gate message follows every committed change of its incident (evidence, ledger,
+# postmortem…), coalesced: its derived criteria are judged from those records.
+GATES_KEY = web.AppKey("gates", Debouncer)
 SHUTDOWN_GRACE_SECONDS = 10.0
 TOKENS_KEY = web.AppKey("api_tokens", dict)
 BOLT_KEY = web.AppKey("bolt", AsyncApp)
@@ -141,8 +158,11 @@ async def get_incident(request: web.Request) -> web.Response:
     timeline = await rein.incidents.timeline(number)
     evidence = await rein.evidence.for_incident(number)
     rollback = await rein.rollback.for_incident(number)
+    postmortem = await rein.postmortems.get(number)
     return web.json_response(
-        incident_document(incident, timeline, evidence=evidence, rollback=rollback)
+        incident_document(
+            incident, timeline, evidence=evidence, rollback=rollback, postmortem=postmortem
+        )
     )
 
 
@@ -241,6 +261,62 @@ async def post_rollback(request: web.Request) -> web.Response:
     )
 
 
+async def post_run(request: web.Request) -> web.Response:
+    """A run report: 201 with what was recorded (`counted` says whether a staged restart
+    counted it); a run_id seen before for the agent: 200 with the stored report and
+    `"duplicate": true`. A failed or flagged run during a stage contains the agent again
+    before this answers (the autonomy API answers `paused`)."""
+    rein = request.app[REIN_KEY]
+    agent_id = request.match_info["agent_id"]
+    if rein.policy.agent(agent_id) is None:
+        return error(404, f"there is no agent {agent_id!r}", "agent_id")
+    try:
+        body = parse_body(RunRequest, await request.read())  # over MAX_BODY: 413
+    except BadInput as exc:
+        return error(422, str(exc), exc.field)
+    try:
+        result = await report_run(
+            agent_id,
+            body.run_id,
+            RunOutcome(body.outcome),
+            body.summary,
+            body.cost,
+            caller=request[CALLER],
+            rein=rein,
+        )
+    except UnknownRunAgent:
+        return error(404, f"there is no agent {agent_id!r}", "agent_id")
+    if result.recontained is not None and result.recontained.delivery is not None:
+        rein.deliver(result.recontained.delivery.id)
+    if result.counted and not result.duplicate:
+        request.app[RUNS_KEY].poke(result.run["incident"])
+    run, restart = result.run, result.restart
+    answer = {
+        "agent": agent_id,
+        "run_id": run["run_id"],
+        "outcome": run["outcome"],
+        "incident": format_ref(run["incident"]) if run["incident"] else None,
+        "stage": run["stage"],
+        "counted": result.counted,
+        "clean_runs": restart.clean_runs if restart and not result.duplicate else None,
+        "needed": restart.needed if restart else None,
+        "recontained": result.recontained is not None,
+        "duplicate": result.duplicate,
+    }
+    return web.json_response(answer, status=200 if result.duplicate else 201)
+
+
+async def _catch_up_runs(app: web.Application) -> None:
+    """Rein restarted mid-probation: runs not yet shown, and offers due, go out now."""
+    for number in await catch_up_runs(app[REIN_KEY]):
+        app[RUNS_KEY].poke(number)
+
+
+async def _drain_runs(app: web.Application) -> None:
+    await app[RUNS_KEY].stop(SHUTDOWN_GRACE_SECONDS)
+    await app[GATES_KEY].stop(SHUTDOWN_GRACE_SECONDS)
+
+
 async def refresh_card(rein: Rein, number: int) -> None:
     incident = await rein.incidents.get(number)
     if incident is not None:
@@ -264,6 +340,12 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     app.on_cleanup.append(_drain_alerts)  # after in-flight requests, before the database closes
     app[CARDS_KEY] = Debouncer(partial(refresh_card, rein), delay=0)
     app.on_cleanup.append(_drain_cards)
+    app[RUNS_KEY] = Debouncer(partial(publish_runs, rein), RUN_FEED_SECONDS, RUN_FEED_MAX_SECONDS)
+    app.on_startup.append(_catch_up_runs)
+    app.on_cleanup.append(_drain_runs)
+    app[GATES_KEY] = Debouncer(partial(refresh_gate, rein), delay=0.1)
+    rein.incidents.on_change(app[GATES_KEY].poke)
+    compose_gate_reminders(rein)
     app.router.add_get("/healthz", healthz)
     if bolt is not None:
         app[BOLT_KEY] = bolt
@@ -274,4 +356,5 @@ def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) 
     app.router.add_post("/v1/alerts", post_alert)
     app.router.add_post("/v1/incidents/{ref}/evidence", post_evidence)
     app.router.add_post("/v1/incidents/{ref}/rollback", post_rollback)
+    app.router.add_post("/v1/agents/{agent_id}/runs", post_run)
     return app

@@ -40,3 +40,6 @@ def configure_logging(secrets: Iterable[str] = (), level: int = logging.INFO) ->
     root.setLevel(level)
     # slack_sdk logs request headers at DEBUG; keep it above that whatever the root level.
     logging.getLogger("slack_sdk").setLevel(max(level, logging.INFO))
+    # APScheduler logs every job added and run at INFO: three lines per reminder, thousands
+    # at start-up. Rein logs what matters about its jobs itself.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))

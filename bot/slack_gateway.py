@@ -1,6 +1,7 @@
 """Rein's outbound Slack calls: thin wrappers over slack_sdk that name each failure plainly.
 Retries of 429 and 5xx happen inside slack_sdk's retry handlers (see `make_client`)."""
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 CHANNEL_NAME_ATTEMPTS = 10
 GROUP_CACHE_SECONDS = 60.0
 INVITE_BATCH = 100  # conversations.invite takes at most 100 user ids
+UPLOAD_ATTEMPTS = 3  # the POST of a file's bytes to its upload URL
 
 # What a responder should read when Slack refuses, by Slack's error code.
 _EXPLANATIONS = {
@@ -200,6 +202,57 @@ class SlackGateway:
         if view_hash:
             args["hash"] = view_hash
         await self._call("update the form", "views.update", **args)
+
+    async def upload_file(
+        self,
+        channel: str,
+        *,
+        filename: str,
+        title: str,
+        content: bytes,
+        comment: str | None = None,
+    ) -> str:
+        """Share `content` in `channel` as a file through Slack's external upload: ask
+        files.getUploadURLExternal for an upload URL (name and length), POST the bytes there,
+        then files.completeUploadExternal shares the file. Returns the file id."""
+        ticket = await self._call(
+            "upload the file", "files.getUploadURLExternal", filename=filename, length=len(content)
+        )
+        file_id, upload_url = str(ticket["file_id"]), str(ticket["upload_url"])
+        await self._send_upload(upload_url, content)
+        await self._call(
+            "share the file in the channel",
+            "files.completeUploadExternal",
+            files=[{"id": file_id, "title": title}],
+            channel_id=channel,
+            initial_comment=comment,
+        )
+        return file_id
+
+    async def _send_upload(self, url: str, content: bytes) -> None:
+        """The bytes, raw, to the upload URL Slack gave (no token: the URL is the ticket);
+        connection errors and 5xx are tried again."""
+        session = self.client.session or aiohttp.ClientSession()
+        timeout = aiohttp.ClientTimeout(total=self.client.timeout)
+        code = "unreachable"
+        try:
+            for attempt in range(UPLOAD_ATTEMPTS):
+                if attempt:
+                    await asyncio.sleep(attempt)
+                try:
+                    async with session.post(url, data=content, timeout=timeout) as response:
+                        if response.status == 200:
+                            return
+                        code = f"http_{response.status}"
+                        if response.status < 500:
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    code = "unreachable"
+        finally:
+            if session is not self.client.session:
+                await session.close()
+        logger.warning("Slack file upload failed: %s", code)
+        raise SlackProblem("upload the file", code)
 
     async def tell(self, user: str, text: str, channel: str | None = None) -> None:
         """A private answer: ephemeral where the user acted, else a direct message."""

@@ -89,3 +89,38 @@ async def fetch_message(
         raise
     found = _find(replies, ts)
     return message_from(channel, found) if found is not None else None
+
+
+HISTORY_PAGE = 200
+HISTORY_PAGES = 5
+
+
+async def find_marked(
+    slack: SlackGateway, channel: str, block_id: str, oldest: float
+) -> str | None:
+    """The ts of a message posted in `channel` since `oldest` (Unix seconds) with a block
+    whose id is `block_id`, or None. How a reminder whose send was cut short (Rein killed,
+    Slack's answer lost) is found before it is posted again."""
+    cursor: str | None = None
+    for _ in range(HISTORY_PAGES):
+        args: dict[str, Any] = {
+            "channel": channel,
+            "oldest": f"{oldest:.6f}",
+            "limit": HISTORY_PAGE,
+        }
+        if cursor:
+            args["cursor"] = cursor
+        try:
+            response = await slack.client.conversations_history(**args)
+        except SlackClientError as exc:
+            code = _code(exc)
+            logger.warning("Slack conversations.history failed: %s", code)
+            raise SlackProblem(READ_ACTION, code) from exc
+        for message in response.get("messages") or []:
+            blocks = message.get("blocks") if isinstance(message, dict) else None
+            if any(isinstance(b, dict) and b.get("block_id") == block_id for b in blocks or []):
+                return str(message["ts"])
+        cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+        if not cursor:
+            return None
+    return None

@@ -23,6 +23,8 @@ from bot.services.steering import Refused, change_severity, close_incident
 from bot.services.surfaces import refresh_surfaces, repost_card
 from bot.slack_gateway import SlackProblem
 from handlers.evidence import evidence_command as _evidence
+from handlers.postmortem import postmortem_subcommand as _postmortem
+from handlers.restart_gate import gate_subcommand as _gate
 from handlers.rollback_actions import recovered_subcommand as _recovered
 from handlers.rollback_actions import rollback_subcommand as _rollback
 from handlers.status_updates import timeline_command as _timeline
@@ -194,4 +196,6 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "recovered": _recovered,
     "update": _update,
     "timeline": _timeline,
+    "postmortem": _postmortem,
+    "gate": _gate,
 }

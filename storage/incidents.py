@@ -1,7 +1,7 @@
 """Incidents and their timeline. A state change and its timeline entries commit together."""
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -151,12 +151,30 @@ class IncidentEdit:
 class IncidentRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_change(self, listener: Callable[[int], None]) -> None:
+        """`listener(number)` runs after each committed `create` or `edit`: state derived
+        from an incident (its reminders) follows every change, whichever code made it."""
+        self._listeners.append(listener)
+
+    def _changed(self, number: int) -> None:
+        for listener in self._listeners:
+            listener(number)
 
     async def create(
         self, new: NewIncident, *, status: IncidentStatus, commander: str, entry: TimelineEntry
     ) -> tuple[Incident, bool]:
         """Insert the incident and its first timeline entry. A repeated idempotency key returns
         the incident it created the first time and `False`."""
+        incident, created = await self._create(new, status=status, commander=commander, entry=entry)
+        if created:
+            self._changed(incident.number)
+        return incident, created
+
+    async def _create(
+        self, new: NewIncident, *, status: IncidentStatus, commander: str, entry: TimelineEntry
+    ) -> tuple[Incident, bool]:
         async with self._db.transaction() as conn:
             if new.idempotency_key:
                 async with conn.execute(
@@ -209,6 +227,7 @@ class IncidentRepo:
             if row is None:
                 raise UnknownIncident(number)
             yield IncidentEdit(conn, _incident(row))
+        self._changed(number)  # committed: an exception inside rolls back and skips this
 
     async def append(self, number: int, entries: Sequence[TimelineEntry]) -> None:
         async with self._db.transaction() as conn:

@@ -606,3 +606,22 @@ async def test_json_body_for_a_method_without_json_input_is_a_violation() -> Non
         with pytest.raises(SlackApiError):  # S1 is unknown; the encoding is what matters here
             await client.api_call("usergroups.users.list", json={"usergroup": "S1"})
         assert any("does not accept" in v for v in fake.violations)
+
+
+async def test_external_file_upload(fake: FakeSlack, client: AsyncWebClient) -> None:
+    """files.getUploadURLExternal → the bytes to its upload URL → files.completeUploadExternal,
+    as slack_sdk's files_upload_v2 does it."""
+    done = await client.files_upload_v2(
+        channel=CHANNEL, filename="INC-1.md", title="INC-1", content=b"# INC-1\n"
+    )
+    [uploaded] = fake.files.values()
+    assert done["files"][0]["id"] == uploaded.id
+    assert uploaded.content == b"# INC-1\n" and uploaded.channel == CHANNEL
+    assert uploaded.title == "INC-1" and uploaded.completed
+    # Completing a file whose bytes never came (or twice), or into an unknown channel, fails.
+    ticket = await client.files_getUploadURLExternal(filename="x.md", length=3)
+    unsent = [{"id": ticket["file_id"]}]
+    assert await slack_error(client.files_completeUploadExternal(files=unsent)) == "file_not_found"
+    again = [{"id": uploaded.id}]
+    assert await slack_error(client.files_completeUploadExternal(files=again)) == "file_not_found"
+    assert fake.violations == [] and fake.rejections == []

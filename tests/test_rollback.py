@@ -607,7 +607,11 @@ async def test_a_closed_incidents_ledger_is_final(
     assert status == 201
     await card_shows(fake_slack, rein, "1 of 2 restored · 1 pending")
     await command_reply(slack, fake_slack, "rollback restored 2", channel)
-    assert "closed" in await command_reply(slack, fake_slack, "close fixed the mapping", channel)
+    # A contained agent's incident closes through its restart gate: here, retiring it.
+    answer = await command_reply(slack, fake_slack, "close fixed the mapping", channel)
+    assert "closes with a restart decision" in answer
+    answer = await command_reply(slack, fake_slack, "gate retire fixed the mapping", channel, OWNER)
+    assert "is closed" in answer
     status, answer = await api_post(http, base_url, record(3))
     assert status == 409 and "ledger is final" in answer["error"]
     answer = await command_reply(slack, fake_slack, "rollback crm ACC-3", channel)

@@ -75,6 +75,11 @@ class TimelineKind(StrEnum):
     ROLLBACK = "rollback"
     STATUS_UPDATE = "status_update"
     STATUS_POSTED = "status_posted"  # Rein's one-line channel status: what it said, and up to where
+    POSTMORTEM = "postmortem"  # a postmortem saved (draft or completed), its parts in `data`
+    REMINDER = "reminder"  # a reminder Rein sent (bot/domain/reminders.py)
+    REMINDER_SNOOZED = "reminder_snoozed"  # update reminders snoozed: `data.until`
+    GATE = "gate"  # the restart gate: opened, a criterion checked, unchecked or accepted
+    RUN = "run"  # a run report during a staged restart (bot/services/restart.py)
 
 
 class RollbackStatus(StrEnum):
@@ -103,3 +108,8 @@ class EvidenceKind(StrEnum):
     VERIFIER_RESULT = "verifier_result"
     APPROVAL_CONTEXT = "approval_context"
     OTHER = "other"
+
+
+class PostmortemState(StrEnum):
+    DRAFT = "draft"  # any responder may edit it
+    COMPLETED = "completed"  # final: the incident moved to `postmortem`

@@ -13,6 +13,7 @@ from bot.domain.enums import (
     DeliveryState,
     EvidenceKind,
     IncidentStatus,
+    PostmortemState,
     Severity,
     TimelineKind,
 )
@@ -133,6 +134,35 @@ class LedgerCounts(BaseModel):
         return self.total - self.restored - self.accepted - self.not_reversible
 
 
+class PostmortemCard(BaseModel):
+    """The postmortem as the card shows it: its state, and for SEV-1/2 its deadline."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: PostmortemState | None = None  # None: nobody has saved one yet
+    revision: int = 0
+    updated_by: str | None = None
+    updated_at: datetime | None = None
+    completed_by: str | None = None
+    completed_at: datetime | None = None
+    recovered_at: datetime | None = None
+    due_at: datetime | None = None  # recovered + postmortem_due_hours; None: no deadline
+    guardrails: str = ""  # part four of the completed postmortem (what the restart gate reads)
+
+
+class RestartCard(BaseModel):
+    """The restart gate and staged restart as the card shows them (bot/domain/gate.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: str  # gate, staged, reactivated, retired
+    stage: AutonomyMode | None = None
+    next_stage: AutonomyMode | None = None  # None: the stage is the agent's normal mode
+    clean_runs: int = 0
+    needed: int = 1
+    round: int = 1
+
+
 class CardFacts(BaseModel):
     """What the incident card shows beyond the incident row itself, loaded in one place
     (`bot/services/surfaces.py: load_card_facts`) so every capability adds its part there."""
@@ -145,6 +175,8 @@ class CardFacts(BaseModel):
     evidence_latest: tuple[EvidenceBrief, ...] = ()  # newest first, content trimmed
     ledger: LedgerCounts = Field(default_factory=lambda: LedgerCounts())
     latest_update: TimelineEntry | None = None  # the newest status update (shown on the digest)
+    postmortem: PostmortemCard | None = None  # None: not loaded (or no postmortem phase yet)
+    restart: RestartCard | None = None  # None: no restart gate opened yet
 
 
 class AgentAutonomy(BaseModel):

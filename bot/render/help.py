@@ -21,6 +21,11 @@ reversible; the commander may `/incident recovered accept <reason>` for the pend
 • `/incident update` — in an incident channel: post a status update (what happened, what \
 was affected, what was done, what is being checked, what changes before restart)
 • `/incident timeline` — in an incident channel: its timeline, privately, a page at a time
+• `/incident postmortem` — once recovered: the five-part postmortem (save a draft, or \
+complete it); `/incident postmortem share` posts its document in the incident channel
+• `/incident gate` — once contained: the restart gate (criteria, each checked or judged); \
+`/incident gate check|uncheck|accept <criterion> [note]`, `/incident gate approve [stage]`, \
+`/incident gate promote`, `/incident gate retire <reason>`
 • `/incident help` — this list
 `sev`, `status`, `close`, `update` and `timeline` also take an incident first:
 `/incident sev INC-12 2 customers saw it`."""

@@ -18,11 +18,13 @@ from slack_sdk.models.blocks import (
 
 from bot.domain.containment import MAX_ATTEMPTS, MOVE_LABELS, applicable_moves, plan_for
 from bot.domain.enums import DeliveryEvent, DeliveryState, IncidentStatus, Severity
-from bot.domain.models import CardFacts, Delivery, Incident, TimelineEntry
+from bot.domain.models import CardFacts, Delivery, Incident, PostmortemCard, TimelineEntry
 from bot.domain.policy import Agent
 from bot.domain.severity import IMPACT_LABELS, SEVERITY_TABLE, suggest_severity
 from bot.render import text as t
 from bot.render.evidence import ADD_EVIDENCE, evidence_blocks
+from bot.render.gate import restart_blocks, restart_buttons
+from bot.render.postmortem import postmortem_blocks, postmortem_buttons
 from bot.render.rollback import ledger_blocks, rollback_buttons
 from bot.render.updates import digest_update_block
 
@@ -108,7 +110,10 @@ def card_blocks(
     ]
     blocks += evidence_blocks(incident, facts)
     blocks += ledger_blocks(incident, facts.ledger)
-    buttons = card_buttons(incident, facts.deliveries)
+    blocks += postmortem_blocks(incident, facts.postmortem)
+    blocks += restart_blocks(incident, facts.restart)
+    buttons = card_buttons(incident, facts.deliveries, facts.postmortem)
+    buttons += restart_buttons(incident, facts.restart)
     if buttons:
         blocks.append(ActionsBlock(block_id="card_actions", elements=buttons))
     return t.to_dicts(blocks)
@@ -212,7 +217,11 @@ def _delivery_state(delivery: Delivery | None, no_kill_switch: bool) -> tuple[st
     )
 
 
-def card_buttons(incident: Incident, deliveries: Sequence[Delivery] = ()) -> list[ButtonElement]:
+def card_buttons(
+    incident: Incident,
+    deliveries: Sequence[Delivery] = (),
+    postmortem: PostmortemCard | None = None,
+) -> list[ButtonElement]:
     """Only the moves that fit the status. Later capabilities add theirs here."""
     value = str(incident.number)
     buttons: list[ButtonElement] = []
@@ -233,6 +242,7 @@ def card_buttons(incident: Incident, deliveries: Sequence[Delivery] = ()) -> lis
         buttons.append(ButtonElement(text="Add evidence", action_id=ADD_EVIDENCE, value=value))
         buttons.append(ButtonElement(text="Post update", action_id=POST_UPDATE, value=value))
     buttons += rollback_buttons(incident)
+    buttons += postmortem_buttons(incident, postmortem)
     if incident.status is IncidentStatus.DECLARED and incident.severity is Severity.SEV4:
         buttons.append(ButtonElement(text="Close incident", action_id=CLOSE_INCIDENT, value=value))
     return buttons

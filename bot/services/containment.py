@@ -117,8 +117,17 @@ async def approve_containment(
             reason=f"containment approved: {labels}"
             + (f" (automatic: {automatic})" if automatic else ""),
         )
+        before = board.get(incident.agent_id)  # the restart gate asks: could it write?
         entry = moved.entry.model_copy(
-            update={"data": {**moved.entry.data, "moves": [m.value for m in plan]}}
+            update={
+                "data": {
+                    **moved.entry.data,
+                    "moves": [m.value for m in plan],
+                    "autonomy_before": (
+                        {"mode": before.mode.value, "writes": before.writes} if before else None
+                    ),
+                }
+            }
         )
         contained = moved.incident.model_copy(
             update={"containment_plan": plan, "automatic": automatic or incident.automatic}

@@ -3,12 +3,14 @@ publishes the change with `refresh_surfaces` (after answering Slack, which allow
 
 from bot.clock import Clock
 from bot.domain.enums import IncidentStatus, Severity, TimelineKind
+from bot.domain.gate import close_refusal
 from bot.domain.lifecycle import transition
 from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
 from bot.services.authorise import Refused, authorise, known_incident
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
+from storage.restarts import RestartRepo
 
 
 async def change_severity(
@@ -82,5 +84,9 @@ async def close_incident(
         moved = transition(
             edit.incident, IncidentStatus.CLOSED, actor=actor, at=clock(), reason=note
         )
+        # An incident whose agent was contained closes through its restart gate's decision.
+        needs = close_refusal(edit.incident, await RestartRepo.get_in(edit.conn, number))
+        if needs is not None:
+            raise Refused(needs)
         await edit.save(moved.incident, [moved.entry])
     return moved.incident

@@ -5,15 +5,18 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from bot.domain.enums import TimelineKind
-from bot.domain.models import CardFacts, Incident
+from bot.domain.models import CardFacts, Incident, RestartCard
 from bot.domain.policy import Policy
 from bot.render import incident as render
 from bot.render.evidence import LATEST_SHOWN
 from bot.services.channel_status import SurfaceDesk
+from bot.services.postmortem import postmortem_card
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.deliveries import DeliveryRepo
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
+from storage.postmortems import PostmortemRepo
+from storage.restarts import RestartRepo
 from storage.rollback import RollbackRepo
 from storage.timeline import TimelineRepo
 
@@ -29,6 +32,9 @@ async def load_card_facts(
     evidence: EvidenceRepo,
     rollback: RollbackRepo,
     timeline: TimelineRepo | None = None,
+    postmortems: PostmortemRepo | None = None,
+    policy: Policy | None = None,
+    restarts: RestartRepo | None = None,
 ) -> CardFacts:
     """Everything the card shows besides the incident row. Capabilities add their part here."""
     return CardFacts(
@@ -40,7 +46,18 @@ async def load_card_facts(
         latest_update=(
             await timeline.latest(number, TimelineKind.STATUS_UPDATE) if timeline else None
         ),
+        postmortem=(
+            await postmortem_card(number, postmortems=postmortems, policy=policy)
+            if postmortems is not None and policy is not None
+            else None
+        ),
+        restart=await _restart_card(number, restarts) if restarts is not None else None,
     )
+
+
+async def _restart_card(number: int, restarts: RestartRepo) -> RestartCard | None:
+    restart = await restarts.get(number)
+    return restart.card() if restart is not None else None
 
 
 async def refresh_surfaces(

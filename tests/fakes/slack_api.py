@@ -90,6 +90,20 @@ class Ephemeral:
 
 
 @dataclass
+class UploadedFile:
+    """A file of the external upload flow: announced, its bytes received, then shared."""
+
+    id: str
+    filename: str
+    length: int  # as announced to files.getUploadURLExternal
+    content: bytes | None = None  # what was POSTed to its upload URL
+    title: str | None = None
+    channel: str | None = None  # where files.completeUploadExternal shared it
+    initial_comment: str | None = None
+    completed: bool = False
+
+
+@dataclass
 class Channel:
     id: str
     name: str
@@ -529,6 +543,7 @@ class FakeSlack:
         self.home_views: dict[str, dict[str, Any]] = {}
         self.responses: list[tuple[str, Any]] = []
         self.socket_messages: list[dict[str, Any]] = []
+        self.files: dict[str, UploadedFile] = {}
 
         self._faults: defaultdict[str, list[_Fault]] = defaultdict(list)
         self._expired_triggers: set[str] = set()
@@ -564,6 +579,8 @@ class FakeSlack:
             "views.push": self._views_open,
             "views.update": self._views_update,
             "views.publish": self._views_publish,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -574,6 +591,7 @@ class FakeSlack:
         app.router.add_route("GET", "/api/{method}", self._handle_api)
         app.router.add_get("/socket", self._handle_socket)
         app.router.add_post("/response/{key}", self._handle_response_url)
+        app.router.add_post("/upload/{file_id}", self._handle_upload)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -613,6 +631,9 @@ class FakeSlack:
 
     def response_url(self, key: str) -> str:
         return f"http://127.0.0.1:{self.port}/response/{key}"
+
+    def upload_url(self, file_id: str) -> str:
+        return f"http://127.0.0.1:{self.port}/upload/{file_id}"
 
     # ------------------------------------------------------------- test helpers
 
@@ -753,6 +774,27 @@ class FakeSlack:
         ack = self._pending_acks.get(message.get("envelope_id", ""))
         if ack is not None and not ack.done():
             ack.set_result(message)
+
+    # ------------------------------------------------------------------ file uploads
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """The upload URL files.getUploadURLExternal hands out: the bytes, raw or as the
+        `file` field of a multipart form."""
+        upload = self.files.get(request.match_info["file_id"])
+        if upload is None or upload.completed:
+            return web.Response(status=404, text="unknown or finished upload")
+        if request.content_type.startswith("multipart/"):
+            part = (await request.post()).get("file")
+            content = part.file.read() if isinstance(part, web.FileField) else str(part).encode()
+        else:
+            content = await request.read()
+        if len(content) != upload.length:
+            self.rejections.append(
+                f"upload {upload.id}: {len(content)} bytes, announced {upload.length}"
+            )
+            return web.Response(status=400, text="length does not match")
+        upload.content = content
+        return web.Response(text=f"OK - {len(content)}")
 
     # ---------------------------------------------------------------- response_url
 
@@ -1231,6 +1273,36 @@ class FakeSlack:
             view = self._view_object(checked, view_id or self._next_id("V"))
             self.views.append(view)
         return {"view": view}
+
+    # -------------------------------------------------------------------- files
+
+    def _files_get_upload_url_external(self, args: dict[str, Any]) -> dict[str, Any]:
+        length = int(args["length"])
+        if length < 1:
+            raise _SlackError("missing_argument")
+        upload = UploadedFile(self._next_id("F"), str(args["filename"]), length)
+        self.files[upload.id] = upload
+        return {"file_id": upload.id, "upload_url": self.upload_url(upload.id)}
+
+    def _files_complete_upload_external(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if not isinstance(files, list) or not files:
+            raise _Rejected("invalid_arguments", "files must be a non-empty JSON array")
+        uploads = [self.files.get(str(f.get("id"))) if isinstance(f, dict) else None for f in files]
+        if any(u is None or u.content is None or u.completed for u in uploads):
+            raise _SlackError("file_not_found")  # never announced, bytes never sent, or done
+        channel = None
+        if args.get("channel_id"):
+            target = {"channel": args["channel_id"]}
+            channel = self._channel(target, write=True, member=True).id
+        shared = []
+        for upload, given in zip(uploads, files, strict=True):
+            assert upload is not None
+            upload.title = given.get("title") or upload.filename
+            upload.channel, upload.completed = channel, True
+            upload.initial_comment = args.get("initial_comment")
+            shared.append({"id": upload.id, "title": upload.title})
+        return {"files": shared}
 
     def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
         user_id = str(args.get("user_id"))
