@@ -35,6 +35,7 @@ bench: install
 	$(BIN)/python -m bench.autonomy_api
 	$(BIN)/python -m bench.approval_delivery
 	$(BIN)/python -m bench.timeline_card
+	$(BIN)/python -m bench.startup
 
 check: install
 	$(BIN)/rein check
