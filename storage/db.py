@@ -27,7 +27,12 @@ def to_db_time(value: datetime) -> str:
 def from_db_time(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # fromisoformat reads the trailing Z (Python 3.11) and is ~40x faster than strptime,
+    # which matters when thousands of rows are read (start-up, big timelines).
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"a stored time without its zone: {value!r}")
+    return parsed
 
 
 def _migrations() -> list[tuple[int, str, str]]:
