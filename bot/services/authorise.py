@@ -23,17 +23,47 @@ async def known_incident(number: int, incidents: IncidentRepo) -> Incident:
     return incident
 
 
+async def authorised_incident(
+    number: int,
+    user: str,
+    action: str,
+    *,
+    incidents: IncidentRepo,
+    slack: SlackGateway,
+    policy: Policy,
+    clock: Clock,
+    also: set[Severity] | None = None,
+) -> Incident:
+    """The incident, once `user` is allowed to `action` it (approvers of its severity, and of
+    `also`); else a recorded refusal."""
+    incident = await known_incident(number, incidents)
+    severities = {incident.severity} | (also or set())
+    await authorise(
+        user,
+        incident,
+        action,
+        severities,
+        incidents=incidents,
+        slack=slack,
+        policy=policy,
+        clock=clock,
+    )
+    return incident
+
+
 async def authorise(
     user: str,
     incident: Incident,
     action: str,
-    severities: set[Severity],
+    severities: set[Severity] | None = None,
     *,
     incidents: IncidentRepo,
     slack: SlackGateway,
     policy: Policy,
     clock: Clock,
 ) -> None:
+    """`severities`: whose approvers may act; the incident's own by default."""
+    severities = severities if severities is not None else {incident.severity}
     approvers: set[str] = set()
     for severity in severities:
         approvers |= await slack.expand_approvers(policy.approvers(severity))

@@ -21,7 +21,7 @@ from bot.domain.models import AgentAutonomy, Delivery, Incident, NewIncident, Ti
 from bot.domain.policy import Policy
 from bot.render.text import date
 from bot.render.text import user as mention
-from bot.services.authorise import Refused, authorise, known_incident
+from bot.services.authorise import Refused, authorise, authorised_incident, known_incident
 from bot.services.declare import declare
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
@@ -48,12 +48,10 @@ async def set_plan(
     policy: Policy,
     clock: Clock,
 ) -> Incident:
-    current = await known_incident(number, incidents)
-    await authorise(
+    await authorised_incident(
+        number,
         actor,
-        current,
         "adjust the containment plan of",
-        {current.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,
@@ -96,7 +94,6 @@ async def approve_containment(
             actor,
             current,
             "approve containment of",
-            {current.severity},
             incidents=incidents,
             slack=slack,
             policy=policy,

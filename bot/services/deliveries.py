@@ -120,7 +120,6 @@ async def retry_delivery(
         actor,
         incident,
         "retry the kill-switch delivery of",
-        {incident.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,

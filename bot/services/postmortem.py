@@ -32,7 +32,7 @@ from bot.domain.postmortem import (
 from bot.domain.rollback import RollbackItem
 from bot.export import incident_markdown
 from bot.render import postmortem as render
-from bot.services.authorise import Refused, authorise, known_incident
+from bot.services.authorise import Refused, authorise, authorised_incident, known_incident
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
@@ -166,7 +166,6 @@ async def save_postmortem(
             actor,
             current,
             COMPLETE_ACTION,
-            {current.severity},
             incidents=incidents,
             slack=slack,
             policy=policy,
@@ -247,12 +246,10 @@ async def share_postmortem(
 ) -> Shared:
     """Upload the postmortem document into the incident channel as a Markdown file. A Slack
     failure is recorded on the timeline and refused with what Slack said."""
-    current = await known_incident(number, incidents)
-    await authorise(
+    await authorised_incident(
+        number,
         actor,
-        current,
         SHARE_ACTION,
-        {current.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,

@@ -375,7 +375,6 @@ class Reminders:
             actor,
             incident,
             SNOOZE_ACTION,
-            {incident.severity},
             incidents=self._incidents,
             slack=self._slack,
             policy=self._policy,

@@ -32,7 +32,7 @@ from bot.domain.rollback import (
 )
 from bot.render.rollback import PENDING_NAMED, pending_refusal
 from bot.render.text import user as mention
-from bot.services.authorise import Refused, authorise, known_incident
+from bot.services.authorise import Refused, authorised_incident
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
 from storage.rollback import RollbackRepo
@@ -141,12 +141,10 @@ async def mark_items(
         reason = check_reason(status, reason)
     except LedgerError as exc:
         raise Refused(str(exc)) from None
-    current = await known_incident(number, incidents)
-    await authorise(
+    await authorised_incident(
+        number,
         actor,
-        current,
         MARK_ACTION,
-        {current.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,
@@ -210,12 +208,10 @@ async def mark_recovered(
     clock: Clock,
 ) -> Recovered:
     """`accept`: the commander's reason for accepting the records still pending as they are."""
-    current = await known_incident(number, incidents)
-    await authorise(
+    current = await authorised_incident(
+        number,
         actor,
-        current,
         RECOVER_ACTION,
-        {current.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,

@@ -7,7 +7,7 @@ from bot.domain.gate import close_refusal
 from bot.domain.lifecycle import transition
 from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
-from bot.services.authorise import Refused, authorise, known_incident
+from bot.services.authorise import Refused, authorised_incident
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
 from storage.restarts import RestartRepo
@@ -24,16 +24,15 @@ async def change_severity(
     policy: Policy,
     clock: Clock,
 ) -> Incident:
-    current = await known_incident(number, incidents)
-    await authorise(
+    await authorised_incident(
+        number,
         actor,
-        current,
         "change the severity of",
-        {current.severity, severity},
         incidents=incidents,
         slack=slack,
         policy=policy,
         clock=clock,
+        also={severity},
     )
     async with incidents.edit(number) as edit:
         before = edit.incident
@@ -69,12 +68,10 @@ async def close_incident(
     clock: Clock,
 ) -> Incident:
     """Closing with a learning note; the lifecycle decides whether it may close now."""
-    current = await known_incident(number, incidents)
-    await authorise(
+    await authorised_incident(
+        number,
         actor,
-        current,
         "close",
-        {current.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,

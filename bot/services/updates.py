@@ -12,7 +12,7 @@ from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
 from bot.domain.updates import StatusUpdate, update_entry, update_from
 from bot.render import updates as render
-from bot.services.authorise import Refused, authorise, known_incident
+from bot.services.authorise import Refused, authorise, authorised_incident, known_incident
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.incidents import IncidentRepo
 from storage.timeline import TimelineRepo
@@ -51,7 +51,6 @@ async def update_form(
         actor,
         incident,
         ACTION,
-        {incident.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,
@@ -73,12 +72,10 @@ async def record_update(
 ) -> tuple[Incident, TimelineEntry]:
     """Authorise (commander, agent owner or an approver of the severity) and record the update
     on the timeline with its five parts; the incident counts as updated."""
-    current = await known_incident(number, incidents)
-    await authorise(
+    await authorised_incident(
+        number,
         actor,
-        current,
         ACTION,
-        {current.severity},
         incidents=incidents,
         slack=slack,
         policy=policy,
