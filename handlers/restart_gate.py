@@ -124,29 +124,23 @@ def register(app: Any, rein: Rein) -> None:
             return
         await publish(number, rein)
 
-    @app.action(render.APPROVE_REACTIVATION)
-    async def approve_clicked(ack: Ack, body: dict, action: dict) -> None:
-        await ack()
-        user, channel = user_and_channel(body)
-        try:
-            gate = await load_gate(int(action["value"]), rein)
-            await authorise_restart(user, gate.incident, "approve reactivation of", rein)
-        except Refused as exc:
-            await tell(body, str(exc))
-            return
-        await open_modal(body, render.gate_modal("approve", gate, channel))
+    def decision_button(action_id: str, kind: str, phrase: str) -> None:
+        """Approve reactivation and Retire agent: the approver is checked before the form."""
 
-    @app.action(render.RETIRE_AGENT)
-    async def retire_clicked(ack: Ack, body: dict, action: dict) -> None:
-        await ack()
-        user, channel = user_and_channel(body)
-        try:
-            gate = await load_gate(int(action["value"]), rein)
-            await authorise_restart(user, gate.incident, "retire the agent of", rein)
-        except Refused as exc:
-            await tell(body, str(exc))
-            return
-        await open_modal(body, render.gate_modal("retire", gate, channel))
+        @app.action(action_id)
+        async def clicked(ack: Ack, body: dict, action: dict) -> None:
+            await ack()
+            user, channel = user_and_channel(body)
+            try:
+                gate = await load_gate(int(action["value"]), rein)
+                await authorise_restart(user, gate.incident, phrase, rein)
+            except Refused as exc:
+                await tell(body, str(exc))
+                return
+            await open_modal(body, render.gate_modal(kind, gate, channel))
+
+    decision_button(render.APPROVE_REACTIVATION, "approve", "approve reactivation of")
+    decision_button(render.RETIRE_AGENT, "retire", "retire the agent of")
 
     @app.action(render.PROMOTE)
     async def promote_clicked(ack: Ack, body: dict, action: dict) -> None:
