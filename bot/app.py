@@ -11,6 +11,8 @@ import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.autonomy import AutonomyBoard
 from bot.clock import Clock, utc_now
@@ -20,15 +22,18 @@ from bot.debounce import Debouncer
 from bot.domain.containment import DELIVERY_TIMEOUT, RETRY_DELAYS
 from bot.domain.models import Delivery
 from bot.domain.policy import Policy
+from bot.foreground import Foreground
 from bot.http_api import make_web_app
 from bot.killswitch import KillSwitchClient
 from bot.policy import load_policy, missing_kill_switch_secrets
 from bot.scheduler import DeliveryRunner, ReminderRunner
 from bot.services.channel_status import STATUS_DEBOUNCE_SECONDS, post_channel_status
+from bot.services.declare import open_room
 from bot.services.deliveries import attempt_delivery
 from bot.services.reminders import REMINDER_TIMINGS, Reminders, ReminderTimings
 from bot.services.surfaces import refresh_surfaces
-from bot.slack_gateway import SlackGateway, make_client
+from bot.slack_gateway import SLACK_TIMEOUT_SECONDS, SlackGateway, make_client
+from bot.slack_guard import EventOnce, SignatureGuard
 from handlers import register_all
 from storage.agents import AgentRepo
 from storage.db import Database
@@ -66,8 +71,22 @@ def make_bolt(settings: Settings, rein: Rein) -> AsyncApp:
         # Socket Mode acks over the socket; HTTP mode acks in the HTTP response.
         process_before_response=False,
     )
+    # Every Events API event runs its listeners once, however often Slack delivers it.
+    bolt.use(EventOnce().middleware())
     register_all(bolt, rein)
     return bolt
+
+
+class AckFirstSocketHandler(AsyncSocketModeHandler):
+    """Socket Mode's requests count as awaiting their answer, as HTTP ones do."""
+
+    def __init__(self, app: AsyncApp, app_token: str, foreground: Foreground) -> None:
+        super().__init__(app, app_token)
+        self.foreground = foreground
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        with self.foreground.answering():
+            await super().handle(client, req)
 
 
 @dataclass
@@ -82,6 +101,7 @@ class Runtime:
     runner: web.AppRunner | None = None
     socket: AsyncSocketModeHandler | None = None
     sites: list[web.TCPSite] = field(default_factory=list)
+    resuming: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -109,10 +129,12 @@ class Runtime:
         )
         if self.settings.slack_mode == "socket":
             assert self.settings.SLACK_APP_TOKEN is not None
-            self.socket = AsyncSocketModeHandler(
-                self.bolt, self.settings.SLACK_APP_TOKEN.get_secret_value()
+            self.socket = AckFirstSocketHandler(
+                self.bolt, self.settings.SLACK_APP_TOKEN.get_secret_value(), self.rein.foreground
             )
             await self.socket.connect_async()
+        # Rooms whose set-up Rein was stopped in the middle of, after the acks they follow.
+        self.resuming = asyncio.create_task(resume_rooms(self.rein))
 
     async def stop(self) -> None:
         """Stop taking requests, let acknowledged work finish, then close the database."""
@@ -121,6 +143,9 @@ class Runtime:
         if self.runner is not None:
             await self.runner.cleanup()
         await _drain_listeners(SHUTDOWN_GRACE_SECONDS)
+        if self.resuming is not None:
+            await asyncio.wait([self.resuming], timeout=SHUTDOWN_GRACE_SECONDS)
+            self.resuming.cancel()
         await self.deliveries.stop(SHUTDOWN_GRACE_SECONDS)
         if self.reminders is not None:
             await self.reminders.stop(SHUTDOWN_GRACE_SECONDS)
@@ -133,6 +158,18 @@ class Runtime:
 
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+
+
+async def resume_rooms(rein: Rein) -> None:
+    """Set up the rooms of incidents declared (and acknowledged) just before Rein stopped."""
+    try:
+        for incident in await rein.incidents.rooms_pending():
+            logger.info("setting up the room of %s, cut short when Rein stopped", incident.ref)
+            await open_room(incident, origin_channel=incident.triage_channel, **rein.room)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("could not resume the rooms cut short when Rein stopped")
 
 
 async def _drain_listeners(timeout: float) -> None:
@@ -165,6 +202,7 @@ async def build_runtime(
     timings: DeliveryTimings = DeliveryTimings(),
     status_debounce: float = STATUS_DEBOUNCE_SECONDS,
     reminder_timings: ReminderTimings = REMINDER_TIMINGS,
+    slack_timeout: float = SLACK_TIMEOUT_SECONDS,  # tests shorten it to time calls out
 ) -> Runtime:
     environ = os.environ if environ is None else environ
     policy = load_checked_policy(settings, environ)
@@ -174,9 +212,14 @@ async def build_runtime(
     await agents.seed({a.id: a.normal_mode for a in policy.agents}, clock())
     board = AutonomyBoard()
     board.load(await agents.all())
-    slack_http = aiohttp.ClientSession()
+    # slack_sdk applies its `timeout` only to sessions it makes itself: a shared session
+    # times Slack's calls out on its own.
+    slack_http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=slack_timeout))
     client = make_client(
-        settings.SLACK_BOT_TOKEN.get_secret_value(), settings.REIN_SLACK_API_URL, slack_http
+        settings.SLACK_BOT_TOKEN.get_secret_value(),
+        settings.REIN_SLACK_API_URL,
+        slack_http,
+        timeout=slack_timeout,
     )
     rein = Rein(
         policy=policy,
@@ -223,6 +266,7 @@ async def build_runtime(
         policy=policy,
         clock=clock,
         timings=reminder_timings,
+        foreground=rein.foreground,
     )
     reminders.runner = ReminderRunner(reminders.fire, clock)
     rein.incidents.on_change(reminders.changed)  # every committed change re-plans reminders
@@ -233,11 +277,11 @@ async def build_runtime(
             number, incidents=rein.incidents, timeline=rein.timeline, slack=rein.slack, clock=clock
         )
 
-    rein.desk.status = Debouncer(post_status, status_debounce)
+    rein.desk.status = Debouncer(post_status, status_debounce, foreground=rein.foreground)
     bolt = make_bolt(settings, rein)
-    web_app = make_web_app(
-        rein, settings.api_tokens, bolt if settings.slack_mode == "http" else None
-    )
+    http, secret = settings.slack_mode == "http", settings.SLACK_SIGNING_SECRET
+    guard = SignatureGuard(secret.get_secret_value()) if http and secret is not None else None
+    web_app = make_web_app(rein, settings.api_tokens, bolt if http else None, guard)
     return Runtime(
         settings=settings,
         rein=rein,

@@ -3,26 +3,25 @@
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sqlite3
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from typing import TextIO
 
 from bot.config import ConfigError, Settings, StorageSettings, load_settings, secrets_of
 from bot.domain.models import parse_ref
-from bot.export import incident_document
 from bot.logs import configure_logging
 from bot.policy import PolicyError, load_policy, missing_kill_switch_secrets
-from bot.services.postmortem import load_record
+from bot.services.streamed_export import open_record
 from bot.slack_gateway import SlackGateway, SlackProblem, make_client
 from storage.db import Database
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
 from storage.postmortems import PostmortemRepo
 from storage.rollback import RollbackRepo
+from storage.timeline import TimelineRepo
 
 EXIT_CONFIG = 2
 
@@ -116,35 +115,45 @@ async def _export(ref: str, fmt: str, output: str | None) -> int:
         return EXIT_CONFIG
     db = await Database.open(StorageSettings().REIN_DB_PATH)
     try:
-        # The same reading Share postmortem does: the same record gives the same bytes.
-        record = await load_record(
-            number,
-            incidents=IncidentRepo(db),
-            evidence=EvidenceRepo(db),
-            rollback=RollbackRepo(db),
-            postmortems=PostmortemRepo(db),
-        )
+        # One state of the record, read and written a batch of rows at a time, so memory does
+        # not grow with the incident; the same bytes as Share postmortem's document.
+        async with db.snapshot():
+            record = await open_record(
+                number,
+                incidents=IncidentRepo(db),
+                timeline=TimelineRepo(db),
+                evidence=EvidenceRepo(db),
+                rollback=RollbackRepo(db),
+                postmortems=PostmortemRepo(db),
+            )
+            if record is None:
+                print(f"There is no incident INC-{number}.", file=sys.stderr)
+                return 1
+            if fmt == "json":
+                pieces = record.json(indent=2, ensure_ascii=False)
+            else:
+                pieces = record.markdown()
+            end = "\n" if fmt == "json" else ""
+            if output:
+                handle = await asyncio.to_thread(_private_file, output)
+                try:
+                    async for piece in pieces:
+                        await asyncio.to_thread(handle.write, piece)
+                    await asyncio.to_thread(handle.write, end)
+                finally:
+                    await asyncio.to_thread(handle.close)
+            else:
+                async for piece in pieces:
+                    sys.stdout.write(piece)
+                sys.stdout.write(end)
     finally:
         await db.close()
-    if record is None:
-        print(f"There is no incident INC-{number}.", file=sys.stderr)
-        return 1
-    if fmt == "json":
-        document = incident_document(
-            record.incident,
-            record.timeline,
-            evidence=record.evidence,
-            rollback=record.rollback,
-            postmortem=record.postmortem,
-        )
-        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    else:
-        text = record.markdown()
-    if output:
-        await asyncio.to_thread(Path(output).write_text, text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
     return 0
+
+
+def _private_file(path: str) -> TextIO:
+    """The export holds the incident's evidence: a new file is readable by its owner only."""
+    return open(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -103,9 +103,13 @@ def parse_api_tokens(raw: str) -> dict[str, str]:
         if not sep or not name.strip() or not token.strip():
             raise ValueError(f"REIN_API_TOKENS entry {index + 1} must be name:token")
         if len(token.strip()) < API_TOKEN_MIN_LENGTH:
+            # The name only when it cannot be a token: written `token:name` by mistake, the
+            # "name" is the token, and this message is printed to the terminal unredacted.
+            short = len(name.strip()) < API_TOKEN_MIN_LENGTH
+            named = f" ({name.strip()!r})" if short else ""
             raise ValueError(
-                f"REIN_API_TOKENS token for {name.strip()!r} is shorter than "
-                f"{API_TOKEN_MIN_LENGTH} characters"
+                f"REIN_API_TOKENS entry {index + 1}{named}: its token is shorter than "
+                f"{API_TOKEN_MIN_LENGTH} characters (entries are name:token)"
             )
         tokens[token.strip()] = name.strip()
     return tokens

@@ -9,6 +9,7 @@ from bot.autonomy import AutonomyBoard
 from bot.clock import Clock
 from bot.domain.models import CardFacts
 from bot.domain.policy import Policy
+from bot.foreground import Foreground
 from bot.scheduler import DeliveryRunner
 from bot.services.channel_status import SurfaceDesk
 from bot.services.reminders import Reminders
@@ -46,6 +47,8 @@ class Rein:
     announce_channel: str | None = None
     triage_channel: str | None = None
     room_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ROOMS_AT_ONCE))
+    # Slack requests awaiting their acknowledgement; rooms step aside for them.
+    foreground: Foreground = field(default_factory=Foreground)
     # One lock per incident: its card, digest and topic are edited one refresh at a time.
     card_locks: defaultdict[int, asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
@@ -84,6 +87,7 @@ class Rein:
             "announce_channel": self.announce_channel,
             "facts": self.card_facts,
             "slots": self.room_slots,
+            "foreground": self.foreground,
         }
 
     @property

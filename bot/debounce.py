@@ -4,6 +4,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from bot.foreground import Foreground
+
 logger = logging.getLogger(__name__)
 
 
@@ -12,15 +14,18 @@ class Debouncer:
     poke for that key, and at the latest `max_delay` seconds after the first poke, so a
     steady stream of changes still gets through. One run per key at a time: a poke that falls
     due while its key is running makes one more run right after. `stop` cancels what is
-    waiting; `flush` runs it now."""
+    waiting; `flush` runs it now. With a `foreground`, each run first steps aside for the
+    Slack requests awaiting their acknowledgement."""
 
     def __init__(
         self,
         work: Callable[[int], Awaitable[None]],
         delay: float,
         max_delay: float | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self._work = work
+        self._foreground = foreground
         self._delay = delay
         self._max_delay = max(delay, max_delay if max_delay is not None else 4 * delay)
         self._first: dict[int, float] = {}
@@ -59,6 +64,8 @@ class Debouncer:
 
     async def _run(self, key: int) -> None:
         try:
+            if self._foreground is not None:
+                await self._foreground.step_aside()
             await self._work(key)
         except Exception:
             logger.exception("debounced work for %s failed", key)

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.domain.enums import EvidenceKind, Severity, TimelineKind
 from bot.domain.evidence import EvidenceItem, absent, missing
-from bot.domain.models import Incident, TimelineEntry
+from bot.domain.models import Incident, LedgerCounts, TimelineEntry
 from bot.domain.postmortem import PARTS, Phases, Postmortem, duration, phases
 from bot.domain.rollback import RollbackItem, counts_of, progress
 from bot.domain.severity import IMPACT_LABELS
@@ -85,6 +85,16 @@ def rollback_item(item: RollbackItem) -> dict[str, Any]:
     }
 
 
+def timeline_item(entry: TimelineEntry) -> dict[str, Any]:
+    return {
+        "at": _time(entry.at),
+        "actor": entry.actor,
+        "kind": entry.kind.value,
+        "text": entry.text,
+        "data": entry.data,
+    }
+
+
 def incident_document(
     incident: Incident,
     timeline: Sequence[TimelineEntry],
@@ -100,16 +110,7 @@ def incident_document(
         "impact": incident.impact.model_dump(),
         "phases": {f"{name}_at": _time(at) for name, at in phase.points()},
         "postmortem": postmortem_item(postmortem) if postmortem else None,
-        "timeline": [
-            {
-                "at": _time(e.at),
-                "actor": e.actor,
-                "kind": e.kind.value,
-                "text": e.text,
-                "data": e.data,
-            }
-            for e in timeline
-        ],
+        "timeline": [timeline_item(e) for e in timeline],
         "evidence": [evidence_item(item) for item in evidence],
         **evidence_completeness(incident, (item.kind for item in evidence)),
         "rollback": [rollback_item(item) for item in rollback],
@@ -171,6 +172,14 @@ def _code(text: str) -> str:
 def evidence_markdown(incident: Incident, evidence: Sequence[EvidenceItem]) -> list[str]:
     """The evidence section of the export: completeness, then every item whole."""
     present = frozenset(item.kind for item in evidence)
+    lines = evidence_heading(incident, present, len(evidence))
+    for item in evidence:
+        lines += evidence_item_markdown(item)
+    return lines
+
+
+def evidence_heading(incident: Incident, present: frozenset[EvidenceKind], count: int) -> list[str]:
+    """The evidence section up to its first item: completeness and the number of items."""
     needed = missing(present, incident.severity)
     others = [k for k in absent(present) if k not in needed]
     lines = ["## Evidence", ""]
@@ -180,43 +189,57 @@ def evidence_markdown(incident: Incident, evidence: Sequence[EvidenceItem]) -> l
     )
     if others:
         lines.append(f"- Also missing: {', '.join(k.value for k in others)}")
-    lines.append(f"- Items: {len(evidence)}")
+    lines.append(f"- Items: {count}")
     lines.append("")
-    for item in evidence:
-        lines += [f"### Evidence {item.id}: {item.kind.value}", ""]
-        lines.append(f"- Added: {_time(item.added_at)} by {_md_cell(item.added_by)}")
-        if item.source:
-            lines.append(f"- Source: {_code(item.source)}")
-        if item.url:
-            lines.append(f"- URL: {_code(item.url)}")
-        if item.content is not None:
-            lines.append(f"- Content: {item.size} bytes")
-        lines.append("")
-        if item.content is not None:
-            lines += [_fence(item.content), ""]
-        if item.note:
-            lines += ["Note:", "", _fence(item.note), ""]
+    return lines
+
+
+def evidence_item_markdown(item: EvidenceItem) -> list[str]:
+    """One evidence item, whole, in a fence its content cannot close."""
+    lines = [f"### Evidence {item.id}: {item.kind.value}", ""]
+    lines.append(f"- Added: {_time(item.added_at)} by {_md_cell(item.added_by)}")
+    if item.source:
+        lines.append(f"- Source: {_code(item.source)}")
+    if item.url:
+        lines.append(f"- URL: {_code(item.url)}")
+    if item.content is not None:
+        lines.append(f"- Content: {item.size} bytes")
+    lines.append("")
+    if item.content is not None:
+        lines += [_fence(item.content), ""]
+    if item.note:
+        lines += ["Note:", "", _fence(item.note), ""]
     return lines
 
 
 def ledger_markdown(rollback: Sequence[RollbackItem]) -> list[str]:
     """The rollback ledger section of the export: progress, then every item, values whole."""
-    lines = ["## Rollback ledger", "", f"- {progress(counts_of(rollback))}", ""]
+    lines = ledger_heading(counts_of(rollback))
     if not rollback:
         return lines
-    lines += [
+    return [*lines, *(ledger_row(item) for item in rollback), ""]
+
+
+def ledger_heading(counts: LedgerCounts) -> list[str]:
+    """The ledger section up to its first item: progress, and the table's header if any."""
+    lines = ["## Rollback ledger", "", f"- {progress(counts)}", ""]
+    if not counts.total:
+        return lines
+    return [
+        *lines,
         "| # | system | record | before | after | status | by | when | reason |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for item in rollback:
-        cells = [item.system, item.record, item.before, item.after]
-        shown = [_code(c).replace("|", "\\|") if c and c.strip() else "—" for c in cells]
-        reason = _code(item.reason).replace("|", "\\|") if item.reason else ""
-        lines.append(
-            f"| {item.id} | {' | '.join(shown)} | {item.status.value} | {_md_cell(item.by)} "
-            f"| {_time(item.at)} | {reason} |"
-        )
-    return [*lines, ""]
+
+
+def ledger_row(item: RollbackItem) -> str:
+    cells = [item.system, item.record, item.before, item.after]
+    shown = [_code(c).replace("|", "\\|") if c and c.strip() else "—" for c in cells]
+    reason = _code(item.reason).replace("|", "\\|") if item.reason else ""
+    return (
+        f"| {item.id} | {' | '.join(shown)} | {item.status.value} | {_md_cell(item.by)} "
+        f"| {_time(item.at)} | {reason} |"
+    )
 
 
 def postmortem_item(postmortem: Postmortem) -> dict[str, Any]:
@@ -357,6 +380,18 @@ def incident_markdown(
     """The postmortem document: summary, severity and its history, key durations, the phases
     as a Mermaid chart, the five parts, the full timeline (UTC), evidence, rollback ledger.
     It reads the record only (no clock): the same record always gives the same bytes."""
+    lines = markdown_head(incident, timeline, postmortem)
+    lines += [timeline_row(e) for e in timeline]
+    lines += ["", *evidence_markdown(incident, evidence)]
+    lines += ["", *ledger_markdown(rollback)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_head(
+    incident: Incident, timeline: Sequence[TimelineEntry], postmortem: Postmortem | None
+) -> list[str]:
+    """The document up to the timeline's first row. Of the timeline it reads only the status
+    and severity changes (bot/services/streamed_export.py passes only those)."""
     impact = incident.impact
     ticked = [label for name, label in IMPACT_LABELS.items() if getattr(impact, name)]
     if impact.records_touched:
@@ -384,10 +419,10 @@ def incident_markdown(
     lines += durations_markdown(phase)
     lines += mermaid_markdown(incident, phase)
     lines += postmortem_markdown(postmortem)
-    lines += ["## Timeline (UTC)", "", "| when | who | what | |", "|---|---|---|---|"]
-    lines += [
-        f"| {_time(e.at)} | {_md_cell(e.actor)} | {e.kind} | {_md_cell(e.text)} |" for e in timeline
-    ]
-    lines += ["", *evidence_markdown(incident, evidence)]
-    lines += ["", *ledger_markdown(rollback)]
-    return "\n".join(lines) + "\n"
+    return [*lines, "## Timeline (UTC)", "", "| when | who | what | |", "|---|---|---|---|"]
+
+
+def timeline_row(entry: TimelineEntry) -> str:
+    return (
+        f"| {_time(entry.at)} | {_md_cell(entry.actor)} | {entry.kind} | {_md_cell(entry.text)} |"
+    )

@@ -25,7 +25,7 @@ from bot.domain.enums import IncidentStatus
 from bot.domain.evidence import EvidenceTooLarge, InvalidEvidence, new_evidence
 from bot.domain.gate import RunOutcome
 from bot.domain.models import Incident, format_ref, parse_ref
-from bot.export import evidence_recorded, incident_document, incident_summary, rollback_item
+from bot.export import evidence_recorded, incident_summary, rollback_item
 from bot.services.alerts import AlertDesk, receive_alert
 from bot.services.authorise import Refused
 from bot.services.declare import UnknownAgent
@@ -39,7 +39,9 @@ from bot.services.restart import (
     report_run,
 )
 from bot.services.rollback import add_item
+from bot.services.streamed_export import open_record
 from bot.services.surfaces import refresh_surfaces
+from bot.slack_guard import RELEASE_EVENT, SignatureGuard
 from storage.incidents import UnknownIncident
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ GATES_KEY = web.AppKey("gates", Debouncer)
 SHUTDOWN_GRACE_SECONDS = 10.0
 TOKENS_KEY = web.AppKey("api_tokens", dict)
 BOLT_KEY = web.AppKey("bolt", AsyncApp)
+SLACK_GUARD_KEY = web.AppKey("slack_guard", SignatureGuard)
 CALLER = web.RequestKey("api_caller", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -120,12 +123,24 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def slack_events(request: web.Request) -> web.Response:
-    # slack_sdk's verifier raises (so Bolt answers 500) on a timestamp that is not a number;
-    # such a request is unsigned as far as Rein is concerned.
-    if not request.headers.get("X-Slack-Request-Timestamp", "").isdigit():
-        return error(401, "invalid or missing Slack signature timestamp")
+    # Forged, stale, malformed or replayed: refused before Bolt (which would take a replay,
+    # and answers 500 to some malformed timestamps and bodies). See bot/slack_guard.py.
+    guard, signature = request.app[SLACK_GUARD_KEY], request.headers.get("X-Slack-Signature")
+    refusal = guard.refusal(
+        await request.read(), request.headers.get("X-Slack-Request-Timestamp"), signature
+    )
+    if refusal is not None:
+        return error(401, refusal)
     bolt = request.app[BOLT_KEY]
-    response = await bolt.async_dispatch(await to_bolt_request(request))
+    bolt_request = await to_bolt_request(request)
+    with request.app[REIN_KEY].foreground.answering():
+        response = await bolt.async_dispatch(bolt_request)
+    release = bolt_request.context.get(RELEASE_EVENT)
+    if response.status >= 500 and release is not None and signature is not None:
+        # An event that failed before any listener ran: Slack retries it, and the retry,
+        # even byte for byte the same, must run.
+        release()
+        guard.forget(signature)
     return await to_aiohttp_response(response)
 
 
@@ -149,21 +164,31 @@ async def _incident(request: web.Request) -> Incident | web.Response:
     return incident
 
 
-async def get_incident(request: web.Request) -> web.Response:
+async def get_incident(request: web.Request) -> web.StreamResponse:
+    """The whole record as `json.dumps(incident_document(...))` would write it, a batch of
+    rows at a time (bot/services/streamed_export.py): answering an incident of 100,000
+    entries holds neither the event loop nor Rein's memory for its whole size."""
     rein = request.app[REIN_KEY]
     incident = await _incident(request)
     if isinstance(incident, web.Response):
         return incident
-    number = incident.number
-    timeline = await rein.incidents.timeline(number)
-    evidence = await rein.evidence.for_incident(number)
-    rollback = await rein.rollback.for_incident(number)
-    postmortem = await rein.postmortems.get(number)
-    return web.json_response(
-        incident_document(
-            incident, timeline, evidence=evidence, rollback=rollback, postmortem=postmortem
-        )
+    record = await open_record(
+        incident.number,
+        incidents=rein.incidents,
+        timeline=rein.timeline,
+        evidence=rein.evidence,
+        rollback=rein.rollback,
+        postmortems=rein.postmortems,
     )
+    if record is None:  # incidents are never deleted; for the type checker
+        return error(404, f"there is no incident {incident.ref}", "ref")
+    response = web.StreamResponse()
+    response.content_type, response.charset = "application/json", "utf-8"
+    await response.prepare(request)
+    async for piece in record.json(indent=None, ensure_ascii=True):
+        await response.write(piece.encode())
+    await response.write_eof()
+    return response
 
 
 async def list_incidents(request: web.Request) -> web.Response:
@@ -332,23 +357,31 @@ async def _drain_cards(app: web.Application) -> None:
     await app[CARDS_KEY].stop(SHUTDOWN_GRACE_SECONDS)
 
 
-def make_web_app(rein: Rein, api_tokens: dict[str, str], bolt: AsyncApp | None) -> web.Application:
+def make_web_app(
+    rein: Rein,
+    api_tokens: dict[str, str],
+    bolt: AsyncApp | None,
+    slack_guard: SignatureGuard | None = None,
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors, bearer_auth])
     app[REIN_KEY] = rein
     app[TOKENS_KEY] = api_tokens
     app[ALERTS_KEY] = AlertDesk(rein)
     app.on_cleanup.append(_drain_alerts)  # after in-flight requests, before the database closes
-    app[CARDS_KEY] = Debouncer(partial(refresh_card, rein), delay=0)
+    app[CARDS_KEY] = Debouncer(partial(refresh_card, rein), delay=0, foreground=rein.foreground)
     app.on_cleanup.append(_drain_cards)
     app[RUNS_KEY] = Debouncer(partial(publish_runs, rein), RUN_FEED_SECONDS, RUN_FEED_MAX_SECONDS)
     app.on_startup.append(_catch_up_runs)
     app.on_cleanup.append(_drain_runs)
-    app[GATES_KEY] = Debouncer(partial(refresh_gate, rein), delay=0.1)
+    app[GATES_KEY] = Debouncer(partial(refresh_gate, rein), delay=0.1, foreground=rein.foreground)
     rein.incidents.on_change(app[GATES_KEY].poke)
     compose_gate_reminders(rein)
     app.router.add_get("/healthz", healthz)
     if bolt is not None:
+        if slack_guard is None:
+            raise ValueError("Slack's HTTP requests need a SignatureGuard")
         app[BOLT_KEY] = bolt
+        app[SLACK_GUARD_KEY] = slack_guard
         app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/v1/agents/{agent_id}/autonomy", get_autonomy)
     app.router.add_get("/v1/incidents", list_incidents)

@@ -28,6 +28,8 @@ class RedactSecrets(logging.Filter):
             record.exc_text = self._clean(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
             record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:  # `stack_info=True`: the source lines of every frame
+            record.stack_info = self._clean(record.stack_info)
         return True
 
 

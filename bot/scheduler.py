@@ -43,12 +43,7 @@ class DeliveryRunner:
 
     async def stop(self, grace_seconds: float) -> None:
         """Let attempts under way finish (their outcome is a row to save), then stop."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
-        if self._running:
-            _, late = await asyncio.wait(self._running, timeout=grace_seconds)
-            if late:
-                logger.warning("%d kill-switch attempts cut short by shutdown", len(late))
+        await _wind_down(self._scheduler, self._running, grace_seconds, "kill-switch attempts")
 
     def schedule(
         self, delivery_id: str, attempts_made: int = 0, at: datetime | None = None
@@ -123,12 +118,7 @@ class ReminderRunner:
 
     async def stop(self, grace_seconds: float) -> None:
         """Let sends under way finish (their outcome is a row to save), then stop."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
-        if self._running:
-            _, late = await asyncio.wait(self._running, timeout=grace_seconds)
-            if late:
-                logger.warning("%d reminder sends cut short by shutdown", len(late))
+        await _wind_down(self._scheduler, self._running, grace_seconds, "reminder sends")
 
     @property
     def armed(self) -> frozenset[int]:
@@ -188,6 +178,22 @@ class ReminderRunner:
             logger.exception("reminder %s could not be handled", reminder_id)
         finally:
             self._running.discard(task)
+
+
+async def _wind_down(
+    scheduler: AsyncIOScheduler, running: set[asyncio.Task], grace_seconds: float, what: str
+) -> None:
+    """APScheduler's shutdown cancels the jobs it is running, whatever `wait` says: pause it
+    first (no new job starts), let the jobs under way finish, then shut it down."""
+    if not scheduler.running:
+        return
+    scheduler.pause()
+    await asyncio.sleep(0)  # a job task created just before the pause registers itself
+    if running:
+        _, late = await asyncio.wait(set(running), timeout=grace_seconds)
+        if late:
+            logger.warning("%d %s cut short by shutdown", len(late), what)
+    scheduler.shutdown(wait=False)
 
 
 def _job_id(reminder_id: int) -> str:

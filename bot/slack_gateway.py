@@ -1,5 +1,7 @@
 """Rein's outbound Slack calls: thin wrappers over slack_sdk that name each failure plainly.
-Retries of 429 and 5xx happen inside slack_sdk's retry handlers (see `make_client`)."""
+Retries of 429 and 5xx happen inside slack_sdk's retry handlers (see `make_client`). A call
+that times out is not tried again (Slack may have done it: a second channel, a second
+message); like a connection that failed for good, it is a SlackProblem `unreachable`."""
 
 import asyncio
 import logging
@@ -13,6 +15,9 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain.naming import channel_name
@@ -20,6 +25,10 @@ from bot.domain.naming import channel_name
 logger = logging.getLogger(__name__)
 
 CHANNEL_NAME_ATTEMPTS = 10
+SLACK_TIMEOUT_SECONDS = 10.0  # one Web API call, answer included
+# slack_sdk retries 500 and 503; a 502 from the gateway in front of Slack passes too. Not 504:
+# like a timeout, it may come after Slack did the work.
+RETRIED_STATUSES = frozenset({500, 502, 503})
 GROUP_CACHE_SECONDS = 60.0
 INVITE_BATCH = 100  # conversations.invite takes at most 100 user ids
 UPLOAD_ATTEMPTS = 3  # the POST of a file's bytes to its upload URL
@@ -33,9 +42,13 @@ _EXPLANATIONS = {
     "is_archived": "that channel is archived",
     "ratelimited": "Slack is rate-limiting Rein; it retried and gave up",
     "invalid_auth": "Slack rejected Rein's token",
-    "expired_trigger_id": "the form took too long to open; run the command again",
-    "unreachable": "Slack could not be reached",
+    "expired_trigger_id": "the form took too long to open; try again",
+    "unreachable": "Slack could not be reached or did not answer in time",
+    "name_taken": "every name Rein tried is taken",
 }
+# What a Slack call can fail with: Slack's refusals, and the connection's own failures
+# (slack_sdk lets aiohttp's errors and timeouts through untouched).
+SLACK_FAILURES = (SlackClientError, aiohttp.ClientError, TimeoutError)
 
 
 class SlackProblem(Exception):
@@ -45,27 +58,45 @@ class SlackProblem(Exception):
         self.action = action
         self.code = code
         why = _EXPLANATIONS.get(code, f"Slack answered `{code}`")
+        if code in {f"http_{status}" for status in RETRIED_STATUSES}:
+            why = f"Slack kept answering with a server error (HTTP {code[5:]}) as Rein retried"
         super().__init__(f"Could not {action}: {why}.")
 
 
+class _ServerErrorRetryHandler(AsyncServerErrorRetryHandler):
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code in RETRIED_STATUSES
+
+
 def make_client(
-    token: str, base_url: str, session: aiohttp.ClientSession | None = None, timeout: int = 10
+    token: str,
+    base_url: str,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = SLACK_TIMEOUT_SECONDS,
 ) -> AsyncWebClient:
-    """With `session`, every call reuses its connections instead of opening one per call."""
+    """With `session`, every call reuses its connections instead of opening one per call;
+    slack_sdk then ignores `timeout`, and the session's own ClientTimeout applies."""
     return AsyncWebClient(
         token=token,
         base_url=base_url,
         session=session,
-        timeout=timeout,
+        timeout=timeout,  # type: ignore[arg-type]  # aiohttp takes seconds as a float
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
+            _ServerErrorRetryHandler(max_retry_count=2),
         ],
     )
 
 
-def _code(exc: SlackClientError) -> str:
+def _code(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
         data = exc.response.data
         # A 5xx from Slack (or a proxy) may carry an HTML page rather than JSON.
@@ -86,7 +117,7 @@ class SlackGateway:
             # slack_sdk's typed method knows each method's encoding (JSON, form or GET).
             call = getattr(self.client, method.replace(".", "_"))
             response = await call(**payload)
-        except SlackClientError as exc:
+        except SLACK_FAILURES as exc:
             code = _code(exc)
             logger.warning("Slack %s failed: %s", method, code)
             raise SlackProblem(action, code) from exc
@@ -110,7 +141,7 @@ class SlackGateway:
             name = channel_name(number, title, attempt)
             try:
                 data = await self._call(
-                    "create the incident channel", "conversations.create", name=name
+                    f"create the incident channel #{name}", "conversations.create", name=name
                 )
             except SlackProblem as problem:
                 if problem.code == "name_taken":

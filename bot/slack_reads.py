@@ -5,10 +5,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack_gateway import SlackGateway, SlackProblem
+from bot.slack_gateway import SLACK_FAILURES, SlackGateway, SlackProblem
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def message_from(channel: str, raw: dict[str, Any]) -> SlackMessage:
     )
 
 
-def _code(exc: SlackClientError) -> str:
+def _code(exc: Exception) -> str:
     if isinstance(exc, SlackApiError):
         data = exc.response.data
         error = data.get("error") if isinstance(data, dict) else None
@@ -53,7 +53,7 @@ async def _messages(client: AsyncWebClient, method: str, **args: Any) -> list[di
             response = await client.conversations_history(**args)
         else:
             response = await client.conversations_replies(**args)
-    except SlackClientError as exc:
+    except SLACK_FAILURES as exc:
         code = _code(exc)
         logger.warning("Slack conversations.%s failed: %s", method, code)
         raise SlackProblem(READ_ACTION, code) from exc
@@ -112,7 +112,7 @@ async def find_marked(
             args["cursor"] = cursor
         try:
             response = await slack.client.conversations_history(**args)
-        except SlackClientError as exc:
+        except SLACK_FAILURES as exc:
             code = _code(exc)
             logger.warning("Slack conversations.history failed: %s", code)
             raise SlackProblem(READ_ACTION, code) from exc

@@ -7,6 +7,7 @@ from bot.domain.commands import CommandError, parse_emergency_stop, split_subcom
 from bot.render.agents import agent_list_blocks, agent_status_blocks
 from bot.render.help import AGENT_HELP
 from bot.render.replies import contained_text, report
+from bot.render.text import escape, unescape
 from bot.services.authorise import Refused
 from bot.services.containment import emergency_stop
 from bot.services.declare import open_room
@@ -16,7 +17,8 @@ from bot.services.surfaces import refresh_surfaces
 def register(app: Any, rein: Rein) -> None:
     @app.command("/agent")
     async def agent(ack: Any, command: dict, respond: Any) -> None:
-        sub, rest = split_subcommand(command.get("text", ""))
+        # Slack sends `&`, `<` and `>` as entities: every subcommand sees what was typed.
+        sub, rest = split_subcommand(unescape(command.get("text", "")))
         if sub in ("", "help"):
             await ack(text=AGENT_HELP)
         elif sub == "pause":
@@ -25,7 +27,7 @@ def register(app: Any, rein: Rein) -> None:
             await ack()
             await _show(rein, sub, rest.strip(), respond)
         else:
-            await ack(text=f"`/agent {sub}` is not a subcommand.\n\n{AGENT_HELP}")
+            await ack(text=f"`/agent {escape(sub)}` is not a subcommand.\n\n{AGENT_HELP}")
 
 
 async def _show(rein: Rein, sub: str, agent_id: str, respond: Any) -> None:
@@ -37,7 +39,7 @@ async def _show(rein: Rein, sub: str, agent_id: str, respond: Any) -> None:
     found = rein.policy.agent(agent_id)
     if found is None:
         known = ", ".join(f"`{a.id}`" for a in rein.policy.agents)
-        text = f"There is no agent `{agent_id}`. Agents: {known}."
+        text = f"There is no agent `{escape(agent_id)}`. Agents: {known}."
         await respond(text=text, response_type="ephemeral")
         return
     blocks = agent_status_blocks(found, states.get(found.id))
@@ -51,8 +53,8 @@ async def _pause(rein: Rein, rest: str, command: dict, ack: Any, respond: Any) -
         contained = await emergency_stop(
             stop.agent_id, stop.reason, stop.severity, actor=command["user_id"], **rein.containment
         )
-    except (CommandError, Refused) as exc:
-        await ack(text=str(exc))
+    except (CommandError, Refused) as exc:  # a CommandError may repeat what was typed
+        await ack(text=escape(str(exc)) if isinstance(exc, CommandError) else str(exc))
         return
     await ack(
         text=f"{contained.incident.ref}: `{stop.agent_id}` is paused. Setting up the channel…"

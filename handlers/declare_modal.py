@@ -12,7 +12,12 @@ from bot.domain.severity import IMPACT_LABELS, Impact, suggest_severity
 from bot.render.replies import DECLARE_ANYWAY, DECLARE_CANCEL, declared_text, report
 from bot.render.views import DECLARE_VIEW, IMPACT_CHANGED, declare_modal
 from bot.services.declare import UnknownAgent, declare, open_room
+from bot.slack_gateway import SlackProblem
 from handlers.payloads import selected, selected_many, text_value, user_and_channel
+
+STALE_SUGGESTION = (
+    "The form's severity suggestion may be out of date; Rein checks it again when you submit."
+)
 
 
 def _impact(view: dict) -> Impact:
@@ -51,16 +56,22 @@ def register(app: Any, rein: Rein) -> None:
     async def impact_changed(ack: Any, body: dict) -> None:
         await ack()
         view = body["view"]
+        origin = json.loads(view.get("private_metadata") or "{}").get("channel")
         refreshed = declare_modal(
             rein.policy.agents,
-            origin_channel=json.loads(view.get("private_metadata") or "{}").get("channel"),
+            origin_channel=origin,
             impact=_impact(view),
             chosen=None,  # follow the suggestion until the declarer has chosen otherwise
             title=text_value(view, "title") or None,
             agent_id=selected(view, "agent"),
             summary=text_value(view, "summary") or None,
         )
-        await rein.slack.update_view(view["id"], refreshed, view.get("hash"))
+        try:
+            await rein.slack.update_view(view["id"], refreshed, view.get("hash"))
+        except SlackProblem as problem:
+            if problem.code == "hash_conflict":
+                return  # the declarer changed the form again: that change redraws it
+            await rein.slack.tell(body["user"]["id"], f"{problem} {STALE_SUGGESTION}", origin)
 
     @app.view(DECLARE_VIEW)
     async def submitted(ack: Any, body: dict, view: dict) -> None:

@@ -16,6 +16,7 @@ from bot.domain.models import NewIncident, parse_ref
 from bot.render import incident as render
 from bot.render.help import INCIDENT_HELP
 from bot.render.replies import confirm_duplicate_blocks, contained_text, declared_text, report
+from bot.render.text import escape, unescape
 from bot.render.views import declare_modal
 from bot.services.containment import approve_containment
 from bot.services.declare import PossibleDuplicate, UnknownAgent, declare, open_room
@@ -37,10 +38,11 @@ Subcommand = Callable[[Rein, str, dict, Ack, Any], Awaitable[None]]
 def register(app: Any, rein: Rein) -> None:
     @app.command("/incident")
     async def incident(ack: Ack, command: dict, respond: Any) -> None:
-        sub, rest = split_subcommand(command.get("text", ""))
+        # Slack sends `&`, `<` and `>` as entities: every subcommand sees what was typed.
+        sub, rest = split_subcommand(unescape(command.get("text", "")))
         handler = SUBCOMMANDS.get(sub or "help")
         if handler is None:
-            await ack(text=f"`/incident {sub}` is not a subcommand.\n\n{INCIDENT_HELP}")
+            await ack(text=f"`/incident {escape(sub)}` is not a subcommand.\n\n{INCIDENT_HELP}")
             return
         await handler(rein, rest, command, ack, respond)
 
@@ -74,8 +76,8 @@ async def _declare(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any)
             clock=rein.clock,
             allow_duplicate=False,
         )
-    except (CommandError, UnknownAgent) as exc:
-        await ack(text=str(exc))
+    except (CommandError, UnknownAgent) as exc:  # plain text that may repeat what was typed
+        await ack(text=escape(str(exc)))
         return
     except PossibleDuplicate as dup:
         payload = json.dumps(
@@ -110,6 +112,7 @@ async def _status(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) 
             slack=rein.slack,
             policy=rein.policy,
             facts=rein.card_facts,
+            locks=rein.card_locks,
         )
     except (Refused, LookupError, SlackProblem) as exc:
         await respond(text=str(exc), response_type="ephemeral")
@@ -125,8 +128,9 @@ async def _sev(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> 
         changed = await change_severity(
             number, wanted.severity, wanted.reason, actor=command["user_id"], **rein.steering
         )
-    except (CommandError, Refused) as exc:
-        await respond(text=str(exc), response_type="ephemeral")
+    except (CommandError, Refused) as exc:  # a CommandError is plain text; Refused is mrkdwn
+        text = escape(str(exc)) if isinstance(exc, CommandError) else str(exc)
+        await respond(text=text, response_type="ephemeral")
         return
     problems = await refresh_surfaces(changed, **rein.surfaces)
     done = f"{changed.ref} is now {changed.severity.label}."
@@ -156,7 +160,9 @@ async def _close(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -
     try:
         number, note = await _target(rein, rest, command)
         if not note:
-            raise Refused("Add a learning note: `/incident close <what was fixed and learned>`.")
+            raise Refused(
+                "Add a learning note: `/incident close &lt;what was fixed and learned&gt;`."
+            )
         closed = await close_incident(number, note, actor=command["user_id"], **rein.steering)
     except (Refused, IllegalTransition) as exc:
         await respond(text=str(exc), response_type="ephemeral")
@@ -172,7 +178,7 @@ async def _target(rein: Rein, rest: str, command: dict) -> tuple[int, str]:
         try:
             return parse_ref(first), remainder.strip()
         except ValueError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(escape(str(exc))) from None
     incident = await rein.incidents.by_channel(command.get("channel_id", ""))
     if incident is None:
         raise Refused(

@@ -11,6 +11,7 @@ from bot.domain.models import parse_ref
 from bot.domain.postmortem import PARTS, PostmortemError, parse_parts
 from bot.render import postmortem as render
 from bot.render.replies import report
+from bot.render.text import escape, unescape
 from bot.services.authorise import Refused
 from bot.services.postmortem import (
     StaleDraft,
@@ -42,6 +43,7 @@ def _share_args(rein: Rein) -> dict[str, Any]:
         "postmortems": rein.postmortems,
         "evidence": rein.evidence,
         "rollback": rein.rollback,
+        "timeline": rein.timeline,
     }
 
 
@@ -120,7 +122,7 @@ def register(app: Any, rein: Rein) -> None:
             return
         except (Refused, IllegalTransition) as exc:
             where = render.COMPLETE_BLOCK if complete else PARTS[0].key
-            await ack(response_action="errors", errors={where: _plain(str(exc))})
+            await ack(response_action="errors", errors={where: unescape(str(exc))})
             return
         if saved.already_completed and saved.postmortem.parts != parts:
             text = render.already_completed_text(saved.incident, saved.postmortem)
@@ -132,13 +134,6 @@ def register(app: Any, rein: Rein) -> None:
         problems = await refresh_surfaces(saved.incident, **rein.surfaces)
         done = render.saved_text(saved.incident, saved.postmortem, saved.completed_now)
         await rein.slack.tell(user, report(done, problems), channel)
-
-
-def _plain(text: str) -> str:
-    """Modal errors are plain text: no mrkdwn entities to render."""
-    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
-        text = text.replace(entity, char)
-    return text
 
 
 async def postmortem_subcommand(
@@ -170,7 +165,7 @@ async def _incident_for(rein: Rein, rest: str, command: dict) -> tuple[int, str]
         try:
             return parse_ref(first), remainder
         except ValueError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(escape(str(exc))) from None
     incident = await rein.incidents.by_channel(command.get("channel_id", ""))
     if incident is None:
         raise Refused(

@@ -11,6 +11,7 @@ from bot.domain.lifecycle import IllegalTransition
 from bot.domain.models import parse_ref
 from bot.render import gate as render
 from bot.render.replies import report
+from bot.render.text import escape, unescape
 from bot.services.authorise import Refused
 from bot.services.restart import (
     StageChange,
@@ -33,9 +34,10 @@ from handlers.payloads import selected, text_value, user_and_channel
 Ack = Callable[..., Awaitable[None]]
 
 GATE_FORM = (
-    "`/incident gate` (post or show the gate) · `gate check <criterion> [note]` · "
-    "`gate uncheck <criterion>` · `gate accept <criterion> <reason>` · "
-    "`gate approve [shadow|read_only|…] [note]` · `gate promote` · `gate retire <reason>`"
+    "`/incident gate` (post or show the gate) · `gate check &lt;criterion&gt; [note]` · "
+    "`gate uncheck &lt;criterion&gt;` · `gate accept &lt;criterion&gt; &lt;reason&gt;` · "
+    "`gate approve [shadow|read_only|…] [note]` · `gate promote` · "
+    "`gate retire &lt;reason&gt;`"
 )
 
 
@@ -179,7 +181,9 @@ def register(app: Any, rein: Rein) -> None:
                 change = await retire_agent(number, note, actor=user, rein=rein)
         except (Refused, IllegalTransition, ValueError) as exc:
             block = "stage" if op == "approve" else "note"
-            await ack(response_action="errors", errors={block: str(exc)[:2000]})
+            # Modal errors are plain text: Rein's own mrkdwn (Refused) is shown unescaped.
+            text = str(exc) if isinstance(exc, ValueError) else unescape(str(exc))
+            await ack(response_action="errors", errors={block: text[:2000]})
             return
         await ack()
         if change is not None:
@@ -203,7 +207,7 @@ async def gate_subcommand(rein: Rein, rest: str, command: dict, ack: Ack, respon
         if word in ("check", "uncheck", "accept"):
             name, _, note = tail.partition(" ")
             if not name:
-                raise Refused(f"Name the criterion: `/incident gate {word} <criterion>`.")
+                raise Refused(f"Name the criterion: `/incident gate {word} &lt;criterion&gt;`.")
             criterion = parse_criterion(name)
             if word == "accept":
                 await accept_criterion(number, criterion, note, actor=user, rein=rein)
@@ -226,9 +230,11 @@ async def gate_subcommand(rein: Rein, rest: str, command: dict, ack: Ack, respon
         elif word == "retire":
             change = await retire_agent(number, tail, actor=user, rein=rein)
         else:
-            raise Refused(f"`/incident gate {word}` is not a gate command. {GATE_FORM}")
+            raise Refused(f"`/incident gate {escape(word)}` is not a gate command. {GATE_FORM}")
     except (Refused, IllegalTransition, ValueError) as exc:
-        await respond(text=str(exc), response_type="ephemeral")
+        # The domain's parsers (ValueError) repeat what was typed: escaped; Refused is Rein's.
+        text = escape(str(exc)) if isinstance(exc, ValueError) else str(exc)
+        await respond(text=text, response_type="ephemeral")
         return
     problems = await after_change(rein, change, user)
     mode = change.autonomy.mode.value if change.autonomy else "unchanged"
@@ -245,7 +251,7 @@ async def _incident_for(rein: Rein, rest: str, command: dict) -> tuple[int, str]
         try:
             return parse_ref(first), remainder.strip()
         except ValueError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(escape(str(exc))) from None
     incident = await rein.incidents.by_channel(command.get("channel_id", ""))
     if incident is None:
         raise Refused(

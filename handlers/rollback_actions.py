@@ -22,6 +22,7 @@ from bot.domain.rollback import (
 )
 from bot.render import rollback as render
 from bot.render.replies import report
+from bot.render.text import escape, unescape
 from bot.services.authorise import Refused
 from bot.services.rollback import (
     LedgerPending,
@@ -142,7 +143,7 @@ def register(app: Any, rein: Rein) -> None:
             return
         if added.duplicate:
             text = render.added_text(added.incident, added.item, duplicate=True)
-            await ack(response_action="errors", errors={"record": _plain(text)})
+            await ack(response_action="errors", errors={"record": unescape(text)})
             return
         await ack()
         problems = await _refresh(rein, number)
@@ -196,7 +197,7 @@ def register(app: Any, rein: Rein) -> None:
         try:
             recovered = await mark_recovered(number, actor=user, accept=reason, **_ledger(rein))
         except (Refused, IllegalTransition) as exc:
-            await ack(response_action="errors", errors={"reason": _plain(str(exc))})
+            await ack(response_action="errors", errors={"reason": unescape(str(exc))})
             return
         await ack()
         problems = await refresh_surfaces(recovered.incident, **rein.surfaces)
@@ -211,13 +212,6 @@ def _raw(view: dict, block_id: str) -> str | None:
     return value or None
 
 
-def _plain(text: str) -> str:
-    """Modal errors are plain text: no mrkdwn entities or mentions to render."""
-    for entity, char in (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&")):
-        text = text.replace(entity, char)
-    return text
-
-
 # ---------------------------------------------------------------------- slash commands
 
 
@@ -228,12 +222,12 @@ async def _incident_for(rein: Rein, rest: str, command: dict) -> tuple[int, str]
         try:
             return parse_ref(first), remainder.strip()
         except ValueError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(escape(str(exc))) from None
     incident = await rein.incidents.by_channel(command.get("channel_id", ""))
     if incident is None:
         raise Refused(
             "This is not an incident channel. Run it in one, or name the incident first: "
-            "`/incident rollback INC-12 crm ACC-0042 old -> new`. "
+            "`/incident rollback INC-12 crm ACC-0042 old -&gt; new`. "
             "`/incident list` shows open incidents."
         )
     return incident.number, rest
@@ -274,7 +268,9 @@ async def rollback_subcommand(rein: Rein, rest: str, command: dict, ack: Ack, re
             )
             problems = await _refresh(rein, number) if marked.changed else []
     except (LedgerError, Refused, UnknownIncident) as exc:
-        await respond(text=str(exc), response_type="ephemeral")
+        # A LedgerError may repeat what was typed: escaped; Refused is Rein's own mrkdwn.
+        text = str(exc) if isinstance(exc, Refused) else escape(str(exc))
+        await respond(text=text, response_type="ephemeral")
         return
     await respond(text=report(done, problems), response_type="ephemeral")
 
@@ -302,7 +298,9 @@ async def _list(rein: Rein, number: int, status: RollbackStatus | None, respond:
     )
 
 
-RECOVERED_FORM = "`/incident recovered`, or as commander `/incident recovered accept <reason>`"
+RECOVERED_FORM = (
+    "`/incident recovered`, or as commander `/incident recovered accept &lt;reason&gt;`"
+)
 
 
 async def recovered_subcommand(

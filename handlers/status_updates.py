@@ -10,6 +10,7 @@ from bot.domain.models import parse_ref
 from bot.domain.updates import PROMPTS, UpdateError, parse_update
 from bot.render.incident import POST_UPDATE
 from bot.render.replies import report
+from bot.render.text import escape
 from bot.render.updates import (
     TIMELINE_PAGE,
     UPDATE_VIEW,
@@ -107,7 +108,7 @@ async def _incident_number(rein: Rein, rest: str, command: dict, usage: str) -> 
         try:
             return parse_ref(first)
         except ValueError as exc:
-            raise Refused(f"{exc} Usage: `{usage}`.") from None
+            raise Refused(f"{escape(str(exc))} Usage: `{usage}`.") from None
     incident = await rein.incidents.by_channel(command.get("channel_id", ""))
     if incident is None:
         raise Refused(

@@ -20,6 +20,7 @@ from bot.slack_reads import message_from
 from handlers.payloads import selected
 
 PUSHPIN = "pushpin"
+PIN_AGAIN = "It is not on the timeline: pin it again, or use Add to incident timeline on it."
 
 
 def register(app: Any, rein: Rein) -> None:
@@ -72,13 +73,17 @@ def register(app: Any, rein: Rein) -> None:
         if event.get("reaction") != PUSHPIN or item.get("type") != "message":
             return
         user, channel = str(event.get("user", "")), str(item.get("channel", ""))
-        captured = await capture_pinned(
-            channel,
-            str(item.get("ts", "")),
-            pinned_by=user,
-            incidents=rein.incidents,
-            slack=rein.slack,
-            clock=rein.clock,
-        )
+        try:
+            captured = await capture_pinned(
+                channel,
+                str(item.get("ts", "")),
+                pinned_by=user,
+                incidents=rein.incidents,
+                slack=rein.slack,
+                clock=rein.clock,
+            )
+        except SlackProblem as problem:  # Slack would not give the message back to read
+            await rein.slack.tell(user, f"{problem} {PIN_AGAIN}", channel)
+            return
         if captured is not None and captured.added:  # a retry or a second pin stays quiet
             await rein.slack.tell(user, captured_text(captured), channel)

@@ -56,8 +56,9 @@ class Database:
     @classmethod
     async def open(cls, path: str) -> "Database":
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # The database holds incident evidence: readable by its owner only.
+            # The database holds incident evidence: readable by its owner only, and the
+            # directory it creates (with its -wal and -shm files) listable by its owner only.
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         conn = await aiosqlite.connect(path, isolation_level=None)
@@ -113,6 +114,17 @@ class Database:
             except BaseException:
                 await self._conn.execute("ROLLBACK")
                 raise
+            await self._conn.execute("COMMIT")
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[None]:
+        """Reads that all see one state of the database (a read transaction), however many
+        queries they take. Only for a connection no writer shares (`rein export`): Rein's
+        writers would find the transaction open."""
+        await self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
             await self._conn.execute("COMMIT")
 
     async def write(self, sql: str, params: Iterable[Any] = ()) -> int:

@@ -88,6 +88,16 @@ class EvidenceRepo:
         )
         return [_item(row) for row in rows]
 
+    async def batch(self, number: int, after_id: int, limit: int) -> list[EvidenceItem]:
+        """Up to `limit` whole items after the one with id `after_id`, oldest first: every
+        item a batch at a time (bot/services/streamed_export.py)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM evidence WHERE incident = ? AND id > ?"  # noqa: S608
+            " ORDER BY id LIMIT ?",
+            (number, after_id, limit),
+        )
+        return [_item(row) for row in rows]
+
     async def kinds(self, number: int) -> frozenset[EvidenceKind]:
         rows = await self._db.fetchall(
             "SELECT DISTINCT kind FROM evidence WHERE incident = ?", (number,)

@@ -103,6 +103,12 @@ async def _append(
     )
 
 
+def _ref_assignments(refs: dict[str, str | None]) -> str:
+    if not set(refs) <= _SLACK_REFS:
+        raise ValueError(f"unknown Slack reference fields: {sorted(set(refs) - _SLACK_REFS)}")
+    return ", ".join(f"{name} = ?" for name in refs)
+
+
 def _mutable_values(incident: Incident) -> dict[str, Any]:
     return {
         "title": incident.title,
@@ -137,9 +143,17 @@ class IncidentEdit:
     async def save(self, changed: Incident, entries: Sequence[TimelineEntry]) -> None:
         values = _mutable_values(changed)
         assignments = ", ".join(f"{name} = ?" for name in _MUTABLE)
+        # Declared now (out of triage): its room is to be set up, as in `create`.
         await self._conn.execute(
-            f"UPDATE incidents SET {assignments}, updated_at = ? WHERE number = ?",  # noqa: S608
-            (*values.values(), to_db_time(changed.updated_at), changed.number),
+            f"UPDATE incidents SET {assignments}, updated_at = ?,"  # noqa: S608
+            " room_pending = CASE WHEN declared_at IS NULL AND ? IS NOT NULL THEN 1"
+            " ELSE room_pending END WHERE number = ?",
+            (
+                *values.values(),
+                to_db_time(changed.updated_at),
+                values["declared_at"],
+                changed.number,
+            ),
         )
         await _append(self._conn, changed.number, entries)
         self.incident = changed
@@ -189,8 +203,8 @@ class IncidentRepo:
             async with conn.execute(
                 "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"  # noqa: S608
                 " declared_by, impact, idempotency_key, declared_at, created_at, updated_at,"
-                " alert_kind, fingerprint, alert_count)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " alert_kind, fingerprint, alert_count, room_pending)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" RETURNING {_COLUMNS}",
                 (
                     new.title,
@@ -208,6 +222,7 @@ class IncidentRepo:
                     new.alert_kind,
                     new.fingerprint,
                     1 if new.alert_kind else 0,
+                    int(declared_at is not None),  # a declared incident's room is to be set up
                 ),
             ) as cursor:
                 row = await cursor.fetchone()
@@ -252,13 +267,30 @@ class IncidentRepo:
         return changed == 1
 
     async def set_slack_refs(self, number: int, **refs: str | None) -> None:
-        if not refs or not set(refs) <= _SLACK_REFS:
-            raise ValueError(f"unknown Slack reference fields: {sorted(set(refs) - _SLACK_REFS)}")
-        assignments = ", ".join(f"{name} = ?" for name in refs)
+        if not refs:
+            raise ValueError("no Slack reference to set")
+        await self._db.write(
+            f"UPDATE incidents SET {_ref_assignments(refs)} WHERE number = ?",  # noqa: S608
+            (*refs.values(), number),
+        )
+
+    async def room_ready(self, number: int, **refs: str | None) -> None:
+        """Its room's set-up has ended (with these Slack references): a restart need not
+        resume it. One statement with the references, so one write."""
+        assignments = ", ".join(
+            [_ref_assignments(refs), "room_pending = 0"] if refs else ["room_pending = 0"]
+        )
         await self._db.write(
             f"UPDATE incidents SET {assignments} WHERE number = ?",  # noqa: S608
             (*refs.values(), number),
         )
+
+    async def rooms_pending(self) -> list[Incident]:
+        """Declared incidents whose room set-up was cut short (Rein stopped first)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM incidents WHERE room_pending = 1 ORDER BY number"  # noqa: S608
+        )
+        return [_incident(row) for row in rows]
 
     async def get(self, number: int) -> Incident | None:
         row = await self._db.fetchone(

@@ -163,6 +163,16 @@ class RollbackRepo:
         )
         return [_item(row) for row in rows]
 
+    async def batch(self, number: int, after_id: int, limit: int) -> list[RollbackItem]:
+        """Up to `limit` items after item `after_id`, in item order: the whole ledger a batch
+        at a time (bot/services/streamed_export.py)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_COLUMNS} FROM rollback_items WHERE incident = ? AND id > ?"  # noqa: S608
+            " ORDER BY id LIMIT ?",
+            (number, after_id, limit),
+        )
+        return [_item(row) for row in rows]
+
     async def pending_ids(self, number: int) -> list[int]:
         rows = await self._db.fetchall(
             "SELECT id FROM rollback_items WHERE incident = ? AND status = ? ORDER BY id",

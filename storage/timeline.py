@@ -19,14 +19,60 @@ class TimelineRepo:
         row = await self._db.fetchone("SELECT COUNT(*) FROM timeline WHERE incident = ?", (number,))
         return int(row[0]) if row else 0
 
-    async def page(self, number: int, offset: int, limit: int) -> list[TimelineEntry]:
-        """Entries `offset` … `offset + limit - 1`, oldest first."""
-        rows = await self._db.fetchall(
-            f"SELECT {_FIELDS} FROM timeline WHERE incident = ?"  # noqa: S608
-            " ORDER BY id LIMIT ? OFFSET ?",
-            (number, limit, offset),
+    async def extent(self, number: int) -> tuple[int, int]:
+        """How many entries the incident has, and the id of its newest (0: none), read
+        together: `page` counts from the newest end of exactly those."""
+        row = await self._db.fetchone(
+            # MAX(id) as its own subquery is one seek; beside COUNT(*) it reads every row's id.
+            "SELECT COUNT(*), (SELECT MAX(id) FROM timeline WHERE incident = ?)"
+            " FROM timeline WHERE incident = ?",
+            (number, number),
         )
-        return [_entry(row) for row in rows]
+        return (int(row[0]), int(row[1] or 0)) if row else (0, 0)
+
+    async def page(
+        self, number: int, offset: int, limit: int, extent: tuple[int, int] | None = None
+    ) -> list[TimelineEntry]:
+        """Entries `offset` … `offset + limit - 1`, oldest first. Given the `extent` read
+        before, only among the entries it counted, and a page in the newer half is read
+        backwards from the newest of them: SQLite walks an OFFSET entry by entry, so the
+        latest page of a 100,000-entry timeline would otherwise walk past them all."""
+        if extent is None:
+            rows = await self._db.fetchall(
+                f"SELECT {_FIELDS} FROM timeline WHERE incident = ?"  # noqa: S608
+                " ORDER BY id LIMIT ? OFFSET ?",
+                (number, limit, offset),
+            )
+            return [_entry(row) for row in rows]
+        total, newest = extent
+        count = min(limit, total - offset)
+        if count <= 0:
+            return []
+        if offset <= total // 2:
+            rows = await self._db.fetchall(
+                f"SELECT {_FIELDS} FROM timeline WHERE incident = ? AND id <= ?"  # noqa: S608
+                " ORDER BY id LIMIT ? OFFSET ?",
+                (number, newest, count, offset),
+            )
+            return [_entry(row) for row in rows]
+        rows = await self._db.fetchall(
+            f"SELECT {_FIELDS} FROM timeline WHERE incident = ? AND id <= ?"  # noqa: S608
+            " ORDER BY id DESC LIMIT ? OFFSET ?",
+            (number, newest, count, total - offset - count),
+        )
+        return [_entry(row) for row in reversed(rows)]
+
+    async def batch(
+        self, number: int, after_id: int, limit: int
+    ) -> list[tuple[int, TimelineEntry]]:
+        """Up to `limit` entries after the one with id `after_id`, oldest first, with their
+        ids: the whole timeline a batch at a time (bot/services/streamed_export.py)."""
+        rows = await self._db.fetchall(
+            f"SELECT {_FIELDS} FROM timeline WHERE incident = ? AND id > ?"  # noqa: S608
+            " ORDER BY id LIMIT ?",
+            (number, after_id, limit),
+        )
+        return [(int(row["id"]), _entry(row)) for row in rows]
 
     async def latest(self, number: int, kind: TimelineKind) -> TimelineEntry | None:
         row = await self._db.fetchone(
@@ -35,6 +81,17 @@ class TimelineRepo:
             (number, kind.value),
         )
         return _entry(row) if row else None
+
+    async def of_kinds(self, number: int, kinds: Sequence[TimelineKind]) -> list[TimelineEntry]:
+        """Every entry of these kinds, oldest first. One branch per kind, so each is a seek on
+        `timeline_by_incident_kind`: with `kind IN (…)` SQLite's planner walks the incident's
+        whole timeline on `timeline_by_incident` instead."""
+        branch = f"SELECT {_FIELDS} FROM timeline WHERE incident = ? AND kind = ?"  # noqa: S608
+        rows = await self._db.fetchall(
+            " UNION ALL ".join(branch for _ in kinds) + " ORDER BY id",
+            [value for kind in kinds for value in (number, kind.value)],
+        )
+        return [_entry(row) for row in rows]
 
     async def status_cursor(self, number: int) -> int:
         """The last timeline id the incident channel's automated status covered (0: none)."""

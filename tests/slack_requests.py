@@ -13,6 +13,11 @@ SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 TEAM = {"id": "T0000TEAM", "domain": "test-team"}
 
 
+def slack_encoded(text: str) -> str:
+    """A slash command's text as Slack sends it: exactly `&`, `<` and `>` HTML-encoded."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def sign(body: str, timestamp: int, secret: str = SIGNING_SECRET) -> str:
     base = f"v0:{timestamp}:{body}".encode()
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
@@ -58,6 +63,7 @@ class SlackSender:
         channel: str = "CGENERAL",
         name: str = "/incident",
     ) -> tuple[int, Any]:
+        """`text` as typed; it is sent encoded, as Slack does."""
         form = {
             "token": "legacy-verification-token",
             "team_id": TEAM["id"],
@@ -67,7 +73,7 @@ class SlackSender:
             "user_id": user,
             "user_name": user.lower(),
             "command": name,
-            "text": text,
+            "text": slack_encoded(text),
             "api_app_id": "A0REIN",
             "response_url": self.fake.response_url(self._next("cmd")),
             "trigger_id": self._next("trigger."),

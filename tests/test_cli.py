@@ -15,7 +15,7 @@ from bot.domain.enums import IncidentStatus, Severity, TimelineKind
 from bot.domain.models import NewIncident, TimelineEntry
 from storage.db import Database
 from storage.incidents import IncidentRepo
-from tests.conftest import POLICY
+from tests.conftest import POLICY, assert_no_secrets
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_requests import SIGNING_SECRET
 
@@ -42,6 +42,7 @@ async def rein_cli(
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
+    assert_no_secrets(out.decode() + err.decode(), f"rein {args[0]}'s output")
     return process.returncode, out.decode(), err.decode()
 
 
@@ -118,6 +119,7 @@ async def test_run_serves_and_stops_cleanly_on_sigterm(
         _, err = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 0
     assert fake_slack.token not in err.decode() and SIGNING_SECRET not in err.decode()
+    assert_no_secrets(err.decode(), "rein run's log")
     assert oct((tmp_path / "rein.db").stat().st_mode & 0o777) == "0o600"
 
 
@@ -179,6 +181,7 @@ async def test_migrate_then_export(tmp_path: Path) -> None:
     target = tmp_path / "inc1.md"
     code, _, _ = await rein_cli("export", "inc-1", "--output", str(target), env=env, cwd=tmp_path)
     assert code == 0 and target.read_text().startswith("# INC-1")
+    assert target.stat().st_mode & 0o777 == 0o600, "the export holds evidence: owner only"
     code, _, err = await rein_cli("export", "INC-9", env=env, cwd=tmp_path)
     assert code == 1 and "no incident INC-9" in err
     code, _, err = await rein_cli("export", "yesterday", env=env, cwd=tmp_path)

@@ -190,6 +190,36 @@ async def test_outside_text_is_escaped_and_cut_never_rejected(
     assert fake_slack.rejections == []
 
 
+async def test_a_title_with_slacks_entity_characters_is_stored_as_typed_and_escaped_once(
+    rein: Runtime, slack: SlackSender, fake_slack: FakeSlack
+) -> None:
+    """Slack sends `A & B <C>` as `A &amp; B &lt;C&gt;`: Rein stores what was typed, shows it
+    escaped exactly once in mrkdwn (the announcement, the topic; never `&amp;amp;`) and as
+    typed in plain text (the card's header)."""
+    status, answer = await slack.command("declare sev3 agent:crm-writer A & B <C>")
+    assert status == 200 and answer.startswith("Declared INC-1"), answer
+    incident = await rein.rein.incidents.get(1)
+    assert incident is not None and incident.title == "A & B <C>"
+    timeline = await rein.rein.incidents.timeline(1)
+    assert "A & B <C>" in timeline[0].text
+    await eventually(lambda: fake_slack.responses)  # the room is set up after the ack
+    stored = await rein.rein.incidents.get(1)
+    assert stored is not None and stored.channel_id is not None
+    header = (fake_slack.messages[stored.channel_id][0].blocks or [])[0]
+    assert header["type"] == "header"
+    assert header["text"] == {
+        "type": "plain_text",
+        "text": "INC-1 · SEV-3 · A & B <C>",
+        "emoji": True,
+    }
+    digest = texts_of(fake_slack.messages[ANNOUNCE][0].blocks)
+    topic = fake_slack.channels[stored.channel_id].topic
+    for shown in (digest, topic):
+        assert "A &amp; B &lt;C&gt;" in shown
+        assert "&amp;amp;" not in shown and "&amp;lt;" not in shown and "<C>" not in shown
+    assert fake_slack.rejections == []
+
+
 async def test_declare_modal_opens_and_suggests_severity_live(
     rein: Runtime, slack: SlackSender, fake_slack: FakeSlack
 ) -> None:

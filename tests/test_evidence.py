@@ -4,14 +4,13 @@ can carry, over the websocket), the card's completeness section, and the export.
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from bot.app import Runtime, build_runtime
+from bot.app import Runtime
 from bot.domain.enums import EvidenceKind, IncidentStatus, Severity, TimelineKind
 from bot.domain.evidence import (
     CONTENT_MAX_BYTES,
@@ -26,7 +25,7 @@ from bot.domain.evidence import (
     required,
 )
 from bot.render.evidence import ADD_EVIDENCE, EVIDENCE_VIEW
-from tests.conftest import API_TOKEN, eventually, make_settings
+from tests.conftest import API_TOKEN, eventually, socket_command
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.slack_requests import SlackSender, chosen, typed
 from tests.test_cli import rein_cli
@@ -432,8 +431,8 @@ async def test_evidence_command_outside_an_incident_channel(
     _, answer = await slack.command("evidence prompt hello")
     assert "not an incident channel" in answer and "/incident evidence INC-12" in answer
     assert await stored(rein) == []
-    _, answer = await slack.command("help")
-    assert "/incident evidence <kind> <text or url>" in answer
+    _, answer = await slack.command("help")  # mrkdwn: the usage form shows literally
+    assert "/incident evidence &lt;kind&gt; &lt;text or url&gt;" in answer
 
 
 async def test_hostile_text_through_the_command_is_stored_verbatim_and_answered_escaped(
@@ -566,47 +565,13 @@ async def test_closed_incidents_have_no_add_evidence_button(
 # ------------------------------------------------------------- Socket Mode: oversized
 
 
-@pytest.fixture
-async def socket_rein(
-    fake_slack: FakeSlack, tmp_path: Path, policy_path: Path
-) -> AsyncIterator[Runtime]:
-    settings = make_settings(
-        fake_slack,
-        tmp_path,
-        policy_path,
-        SLACK_APP_TOKEN=fake_slack.app_token,
-        SLACK_SIGNING_SECRET=None,
-        REIN_SLACK_MODE=None,
-    )
-    runtime = await build_runtime(settings, environ={})
-    await runtime.start()
-    try:
-        yield runtime
-    finally:
-        await runtime.stop()
-
-
-def command_payload(text: str, fake: FakeSlack, channel: str = "CGENERAL") -> dict:
-    return {
-        "token": "legacy",
-        "team_id": "T0000TEAM",
-        "channel_id": channel,
-        "user_id": "U0ALICE",
-        "command": "/incident",
-        "text": text,
-        "api_app_id": "A0REIN",
-        "response_url": fake.response_url("socket-cmd"),
-        "trigger_id": "trigger.socket",
-    }
-
-
 async def test_oversized_evidence_from_slack_gets_a_clear_message(
     socket_rein: Runtime, fake_slack: FakeSlack
 ) -> None:
     """Only the websocket can carry more than 1 MiB from Slack (HTTP mode answers 413 first)."""
     await fake_slack.wait_socket_connected()
     await fake_slack.socket_deliver(
-        "slash_commands", command_payload("declare sev2 agent:crm-writer Wrong", fake_slack)
+        "slash_commands", socket_command("declare sev2 agent:crm-writer Wrong", fake_slack)
     )
     await eventually(lambda: fake_slack.responses)
     incident = await socket_rein.rein.incidents.get(1)
@@ -614,7 +579,7 @@ async def test_oversized_evidence_from_slack_gets_a_clear_message(
     huge = "x" * (CONTENT_MAX_BYTES + 10)
     ack = await fake_slack.socket_deliver(
         "slash_commands",
-        command_payload(f"evidence tool_calls {huge}", fake_slack, incident.channel_id),
+        socket_command(f"evidence tool_calls {huge}", fake_slack, incident.channel_id),
     )
     text = ack["payload"]["text"]
     assert "Rein stores up to 1.0 MiB an item" in text and "URL" in text and len(text) < 1000

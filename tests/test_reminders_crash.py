@@ -36,7 +36,7 @@ from bot.policy import load_policy
 from storage.db import Database
 from storage.incidents import IncidentRepo
 from storage.reminders import ReminderRepo
-from tests.conftest import POLICY, eventually
+from tests.conftest import POLICY, assert_no_secrets, eventually
 from tests.fakes.slack_api import FakeSlack, Message
 from tests.test_cli import CLEAN_ENV, full_env
 
@@ -269,3 +269,4 @@ async def test_sigkill_mid_send_then_restart_sends_every_due_reminder_exactly_on
         await db.close()
     # The mid-send ones and the dead process's one were found in Slack, not posted again.
     assert len(found) >= 2
+    assert_no_secrets(log.read_text(), "the log of both rein run processes")

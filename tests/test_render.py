@@ -175,6 +175,26 @@ def test_escape(raw: str, escaped: str) -> None:
     assert t.escape(raw) == escaped
 
 
+@pytest.mark.parametrize(
+    ("sent", "typed"),
+    [
+        ("A &amp; B &lt;C&gt;", "A & B <C>"),
+        ("&amp;lt;", "&lt;"),  # a typed entity stays an entity: `&amp;` is decoded last
+        ("&amp;amp;", "&amp;"),
+        ("&quot; &#60; &nbsp;", "&quot; &#60; &nbsp;"),  # Slack encodes only & < >
+    ],
+)
+def test_unescape(sent: str, typed: str) -> None:
+    assert t.unescape(sent) == typed
+
+
+@given(st.text())
+def test_unescape_inverts_slacks_encoding(typed: str) -> None:
+    """Whatever was typed, Slack's encoding of `&`, `<` and `>` decodes back to it."""
+    sent = typed.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert t.unescape(sent) == typed
+
+
 @pytest.mark.parametrize("word", ["channel", "here", "everyone", "Channel", "HERE"])
 def test_escape_neutralises_bare_broadcasts(word: str) -> None:
     escaped = t.escape(f"hey @{word} look")
@@ -688,3 +708,12 @@ def test_incident_help_lists_every_subcommand() -> None:
     for sub in ("declare", "list", "status", "sev", "close", "help"):
         assert f"`/incident {sub}" in help_text.INCIDENT_HELP
     assert "`/agent list`" in help_text.AGENT_HELP and "`/agent status" in help_text.AGENT_HELP
+
+
+def test_help_shows_its_usage_forms_literally() -> None:
+    """Placeholders such as `<reason>` would be read by Slack as links: they are escaped."""
+    for help_ in (help_text.INCIDENT_HELP, help_text.AGENT_HELP):
+        assert "<" not in help_ and ">" not in help_ and ENTITY_OK.search(help_) is None
+        assert "&lt;reason&gt;" in help_
+    assert "`/incident sev &lt;1-4&gt; &lt;reason&gt;`" in help_text.INCIDENT_HELP
+    assert "[before -&gt; after]" in help_text.INCIDENT_HELP

@@ -631,8 +631,8 @@ async def test_injected_record_values_are_escaped_when_shown_and_stored_verbatim
     hostile = {"system": "crm", "record": HOSTILE, "before": HOSTILE, "after": "*bold* " + HOSTILE}
     status, answer = await api_post(http, base_url, hostile)
     assert status == 201 and answer["record"] == HOSTILE and answer["before"] == HOSTILE
-    # Slack sends a command's < > & as entities; the ledger keeps what was typed.
-    typed_text = "rollback crm &lt;@U0CEO&gt; &lt;!here&gt; -&gt; @channel &amp; co"
+    # Sent as Slack encodes it (`&lt;@U0CEO&gt;`…); the ledger keeps what was typed.
+    typed_text = "rollback crm <@U0CEO> <!here> -> @channel & co"
     await command_reply(slack, fake_slack, typed_text, channel)
 
     items = await ledger(rein)
@@ -730,9 +730,9 @@ async def test_the_incident_can_be_named_from_another_channel(
                 )
             ),
         ),
-        (
-            "crm ACC-1 &lt;b&gt; -&gt; ",
-            AddCommand(NewRollbackItem(system="crm", record="ACC-1", before="<b>")),
+        (  # the parser takes the text as typed: `/incident` decoded Slack's entities once
+            "crm ACC-1 &lt;b&gt; -> ",
+            AddCommand(NewRollbackItem(system="crm", record="ACC-1", before="&lt;b&gt;")),
         ),
     ],
 )

@@ -189,6 +189,29 @@ async def test_a_triage_incident_has_no_declared_time(repo: IncidentRepo) -> Non
     assert incident is not None and incident.declared_at is None
 
 
+async def test_a_room_is_pending_from_declaration_until_it_is_ready(repo: IncidentRepo) -> None:
+    """Declared (at once, or later out of triage) in the same write as the room's marker;
+    `room_ready` clears it with the Slack references; a triage incident wants no room."""
+    declared = await declare(repo, "Declared at once")
+    triaged = await declare(repo, "An alert", status=IncidentStatus.TRIAGE)
+    assert [i.number for i in await repo.rooms_pending()] == [declared]
+    async with repo.edit(triaged) as edit:
+        out_of_triage = edit.incident.model_copy(
+            update={"status": IncidentStatus.DECLARED, "declared_at": T0, "updated_at": T0}
+        )
+        await edit.save(out_of_triage, [entry("declared from triage")])
+    assert [i.number for i in await repo.rooms_pending()] == [declared, triaged]
+    await move(repo, triaged, IncidentStatus.CONTAINED)  # a later change keeps it pending
+    assert [i.number for i in await repo.rooms_pending()] == [declared, triaged]
+    await repo.room_ready(declared, card_channel="C0INC", card_ts="1.2")
+    await repo.room_ready(triaged)
+    assert await repo.rooms_pending() == []
+    stored = await repo.get(declared)
+    assert stored is not None and (stored.card_channel, stored.card_ts) == ("C0INC", "1.2")
+    with pytest.raises(ValueError, match="unknown Slack reference"):
+        await repo.room_ready(declared, title="not a reference")
+
+
 async def test_create_is_all_or_nothing(repo: IncidentRepo, db: Database) -> None:
     broken = TimelineEntry(
         at=T0, actor="U0ALICE", kind=TimelineKind.DECLARED, text="x", data={"bad": object()}

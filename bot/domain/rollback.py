@@ -187,8 +187,7 @@ def parse_rollback(text: str) -> RollbackCommand:
     - nothing, `list` or `list <status>`: show the ledger;
     - `<status> <items|all> [reason]`: mark items;
     - `[add] <system> <record> [before -> after]`: add an affected record.
-    Slack sends a command's `&`, `<` and `>` as entities; the ledger keeps what was typed."""
-    text = unescape_command(text)
+    `text` is what was typed: the `/incident` handler decodes Slack's entities once."""
     words = text.split()
     if not words or words[0].lower() == "list":
         status = parse_status(words[1]) if len(words) > 1 else None
@@ -199,11 +198,6 @@ def parse_rollback(text: str) -> RollbackCommand:
     if head == "add":
         text = text.strip()[len(words[0]) :]
     return AddCommand(_parse_add(text))
-
-
-def unescape_command(text: str) -> str:
-    """Slash-command text as typed: Slack encodes exactly these three characters."""
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def _parse_mark(status: RollbackStatus, rest: str) -> MarkCommand:

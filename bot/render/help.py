@@ -1,8 +1,11 @@
-"""The text of `/incident help` and `/agent help`."""
+"""The text of `/incident help` and `/agent help`, as mrkdwn. The source writes the usage
+forms as typed (`<reason>`, `before -> after`); `escape` makes them show literally, not as
+Slack links or entities."""
 
 from bot.domain.commands import QUICK_DECLARE_FORM
+from bot.render.text import escape
 
-INCIDENT_HELP = f"""*Rein: incident response for AI agents*
+INCIDENT_HELP = escape(f"""*Rein: incident response for AI agents*
 • `/incident declare` — open the declare form (title, agent, what happened, impact, severity)
 • `{QUICK_DECLARE_FORM}` — declare at once
 • `/incident list` — open incidents with severity, status, age and channel
@@ -28,10 +31,10 @@ complete it); `/incident postmortem share` posts its document in the incident ch
 `/incident gate promote`, `/incident gate retire <reason>`
 • `/incident help` — this list
 `sev`, `status`, `close`, `update` and `timeline` also take an incident first:
-`/incident sev INC-12 2 customers saw it`."""
+`/incident sev INC-12 2 customers saw it`.""")
 
-AGENT_HELP = """*Rein: agents*
+AGENT_HELP = escape("""*Rein: agents*
 • `/agent list` — every agent in the policy file, its mode and switches
 • `/agent status <id>` — one agent, with the incident holding it
 • `/agent pause <id> [sev1-4] <reason>` — emergency stop (agent owner or an approver): \
-declares an incident (SEV-3 unless given) and contains it at once"""
+declares an incident (SEV-3 unless given) and contains it at once""")

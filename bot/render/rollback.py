@@ -144,9 +144,9 @@ def pending_refusal(
         f"{incident.ref} cannot be marked recovered yet: "
         f"{pending_summary(counts, named, ids)}.\n"
         "Mark them restored, accepted or not reversible (*Mark records* on the card, or "
-        "`/incident rollback restored <items|all>`), or the commander "
+        "`/incident rollback restored &lt;items|all&gt;`), or the commander "
         f"({t.user(incident.commander)}) accepts the rest as it is, with a reason: "
-        "*Mark recovered*, or `/incident recovered accept <reason>`.",
+        "*Mark recovered*, or `/incident recovered accept &lt;reason&gt;`.",
         t.FALLBACK_TEXT_MAX,
     )
 

@@ -35,6 +35,13 @@ def escape(text: str) -> str:
     return _BROADCAST.sub(lambda m: f"@{WORD_JOINER}{m.group(1)}", text)
 
 
+def unescape(text: str) -> str:
+    """The inverse of Slack's encoding of `&`, `<` and `>`, the only three it encodes (in a
+    slash command's text, and in Rein's own mrkdwn shown as plain text). `&amp;` goes last:
+    `&amp;lt;` is the typed `&lt;`."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def cut(text: str, limit: int) -> str:
     """At most `limit` characters; a cut text ends with a visible '…' and no half entity."""
     if len(text) <= limit:

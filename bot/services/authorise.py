@@ -4,7 +4,7 @@ from bot.clock import Clock
 from bot.domain.enums import Severity, TimelineKind
 from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
-from bot.domain.roles import may_steer
+from bot.domain.roles import may_steer, responsible
 from bot.render.text import approver
 from bot.render.text import user as mention
 from bot.slack_gateway import SlackGateway
@@ -85,6 +85,29 @@ async def authorise(
     raise Refused(message)
 
 
+def still_authorised(
+    user: str,
+    authorised: Incident,
+    current: Incident,
+    policy: Policy,
+    also: set[Severity] | None = None,
+) -> None:
+    """Inside the change's transaction: the authority `authorise` found on `authorised` (read
+    before the transaction, with user groups expanded through Slack) still holds on `current`.
+    Only a severity changed meanwhile can take an approver's authority away; then nothing is
+    done and the person is asked to look again (the commander and the agent owner keep theirs
+    at every severity)."""
+    if user in responsible(current, policy) or current.severity in {
+        authorised.severity,
+        *(also or ()),
+    }:
+        return
+    raise Refused(
+        f"{current.ref} became {current.severity.label} while you acted, so nothing was done. "
+        "Look at the card and try again."
+    )
+
+
 APPROVERS_NAMED_MAX = 10
 
 
@@ -97,11 +120,12 @@ def who_may(incident: Incident, policy: Policy, severities: set[Severity]) -> st
     for severity in sorted(severities):
         named = policy.approvers(severity)
         if named:
-            shown = ", ".join(approver(a) for a in named[:APPROVERS_NAMED_MAX])
-            more = (
-                f" and {len(named) - APPROVERS_NAMED_MAX} more"
-                if len(named) > APPROVERS_NAMED_MAX
-                else ""
-            )
-            who.append(f"a {severity.label} approver ({shown}{more})")
+            who.append(f"a {severity.label} approver ({named_approvers(named)})")
     return ", ".join(who[:-1]) + " or " + who[-1] if len(who) > 1 else who[0]
+
+
+def named_approvers(named: list[str]) -> str:
+    """Approvers as a refusal names them: the first ten, then how many more."""
+    shown = ", ".join(approver(a) for a in named[:APPROVERS_NAMED_MAX])
+    more = len(named) - APPROVERS_NAMED_MAX
+    return f"{shown} and {more} more" if more > 0 else shown

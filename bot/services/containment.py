@@ -19,9 +19,16 @@ from bot.domain.enums import (
 from bot.domain.lifecycle import transition
 from bot.domain.models import AgentAutonomy, Delivery, Incident, NewIncident, TimelineEntry
 from bot.domain.policy import Policy
-from bot.render.text import date
+from bot.render.text import date, escape
 from bot.render.text import user as mention
-from bot.services.authorise import Refused, authorise, authorised_incident, known_incident
+from bot.services.authorise import (
+    Refused,
+    authorise,
+    authorised_incident,
+    known_incident,
+    named_approvers,
+    still_authorised,
+)
 from bot.services.declare import declare
 from bot.slack_gateway import SlackGateway
 from storage.agents import AgentRepo
@@ -103,6 +110,8 @@ async def approve_containment(
         incident = edit.incident
         if incident.status is IncidentStatus.CONTAINED or incident.status in _LATER:
             raise Refused(await _already(incident, incidents))
+        if automatic is None:
+            still_authorised(actor, current, incident, policy)
         plan = plan_for(incident, policy.agent(incident.agent_id))
         now = clock()
         labels = ", ".join(MOVE_LABELS[m] for m in plan)
@@ -183,13 +192,16 @@ async def emergency_stop(
     agent = policy.agent(agent_id)
     if agent is None:
         known = ", ".join(f"`{a.id}`" for a in policy.agents)
-        raise Refused(f"There is no agent `{agent_id}`. Agents: {known}.")
+        raise Refused(f"There is no agent `{escape(agent_id)}`. Agents: {known}.")
     approvers: set[str] = set()
     for level in Severity:
         approvers |= await slack.expand_approvers(policy.approvers(level))
     if actor != agent.owner and actor not in approvers:
+        # Name the approvers, as every other refusal does (README: "naming who can").
+        named = list(dict.fromkeys(a for level in Severity for a in policy.approvers(level)))
+        who = f" ({named_approvers(named)})" if named else ""
         raise Refused(
-            f"Only the agent owner ({mention(agent.owner)}) or an approver can pause "
+            f"Only the agent owner ({mention(agent.owner)}) or an approver{who} can pause "
             f"`{agent_id}` at once. Anyone can `/incident declare` it."
         )
     new = NewIncident(

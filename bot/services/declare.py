@@ -13,6 +13,7 @@ from bot.domain.enums import IncidentStatus, Severity, TimelineKind
 from bot.domain.models import Incident, NewIncident, TimelineEntry
 from bot.domain.policy import Agent, Policy
 from bot.domain.severity import suggest_severity
+from bot.foreground import Foreground
 from bot.render import incident as render
 from bot.services.surfaces import FactsLoader
 from bot.slack_gateway import SlackGateway, SlackProblem
@@ -45,6 +46,7 @@ class Declared:
 @dataclass
 class Room:
     incident: Incident
+    foreground: Foreground
     problems: list[str] = field(default_factory=list)
 
 
@@ -107,32 +109,36 @@ async def open_room(
     origin_channel: str | None,
     facts: FactsLoader,
     slots: asyncio.Semaphore,
+    foreground: Foreground,
 ) -> Room:
     """Every step is attempted; each failure is recorded on the timeline and reported, and
-    none of them undoes the incident. `slots` bounds how many rooms are set up at once, so a
-    burst of declarations is acknowledged first and its rooms follow."""
+    none of them undoes the incident. Steps whose Slack references are stored already are
+    skipped, so a room whose set-up a stopped Rein cut short is resumed (`resume_rooms`).
+    `slots` bounds how many rooms are set up at once and each step first lets the
+    acknowledgements under way go (`foreground`), so a burst of declarations is acknowledged
+    first and its rooms follow."""
     async with slots:
-        room = Room(incident)
+        room = Room(incident, foreground)
         agent = policy.agent(incident.agent_id)
         await _channel(room, agent, incidents=incidents, slack=slack, policy=policy)
         incident = room.incident
         refs: dict[str, str] = {}
         card_channel = incident.channel_id or origin_channel
-        if card_channel:
+        if card_channel and not incident.card_ts:
+            await foreground.step_aside()
             card = render.card_blocks(incident, agent, await facts(incident.number))
             ts = await _step(room, slack.post(card_channel, render.headline(incident), card))
             if ts:
                 refs |= {"card_channel": card_channel, "card_ts": ts}
                 if incident.channel_id:  # the card is pinned in the incident's own channel only
                     await _step(room, slack.pin(card_channel, ts))
-        if announce_channel:
+        if announce_channel and not incident.digest_ts:
             digest = render.digest_blocks(incident, agent)
             ts = await _step(room, slack.post(announce_channel, render.headline(incident), digest))
             if ts:
                 refs["digest_ts"] = ts
-        if refs:
-            await incidents.set_slack_refs(incident.number, **refs)
-            room.incident = incident.model_copy(update=refs)
+        await incidents.room_ready(incident.number, **refs)
+        room.incident = incident.model_copy(update=refs)
         if room.problems:
             entries = [
                 TimelineEntry(at=clock(), actor="rein", kind=TimelineKind.SLACK_PROBLEM, text=p)
@@ -153,16 +159,19 @@ async def _channel(
     """Create the channel, then topic and invitations: commander, agent owner and, for SEV-1
     and SEV-2, the severity's approvers (user groups expanded)."""
     incident = room.incident
-    try:
-        channel_id, name = await slack.create_incident_channel(incident.number, incident.title)
-    except SlackProblem as problem:
-        room.problems.append(f"{problem} The card is posted here instead.")
-        return
-    # Stored at once: whatever happens next, the incident knows its channel.
-    await incidents.set_slack_refs(incident.number, channel_id=channel_id, channel_name=name)
-    room.incident = incident = incident.model_copy(
-        update={"channel_id": channel_id, "channel_name": name}
-    )
+    channel_id = incident.channel_id
+    if channel_id is None:
+        await room.foreground.step_aside()
+        try:
+            channel_id, name = await slack.create_incident_channel(incident.number, incident.title)
+        except SlackProblem as problem:
+            room.problems.append(f"{problem} The card is posted here instead.")
+            return
+        # Stored at once: whatever happens next, the incident knows its channel.
+        await incidents.set_slack_refs(incident.number, channel_id=channel_id, channel_name=name)
+        room.incident = incident = incident.model_copy(
+            update={"channel_id": channel_id, "channel_name": name}
+        )
     await _step(room, slack.set_topic(channel_id, render.topic(incident)))
     people = {incident.commander} | ({agent.owner} if agent else set())
     if incident.severity in (Severity.SEV1, Severity.SEV2):
@@ -173,6 +182,7 @@ async def _channel(
 
 async def _step(room: Room, call: Awaitable[T]) -> T | None:
     """A Slack step whose failure is reported, not raised."""
+    await room.foreground.step_aside()
     try:
         return await call
     except SlackProblem as problem:

@@ -33,11 +33,13 @@ from bot.domain.rollback import RollbackItem
 from bot.export import incident_markdown
 from bot.render import postmortem as render
 from bot.services.authorise import Refused, authorise, authorised_incident, known_incident
+from bot.services.streamed_export import open_record
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.evidence import EvidenceRepo
 from storage.incidents import IncidentRepo
 from storage.postmortems import PostmortemRepo
 from storage.rollback import RollbackRepo
+from storage.timeline import TimelineRepo
 
 COMPLETE_ACTION = "complete the postmortem of"
 SHARE_ACTION = "share the postmortem of"
@@ -218,8 +220,8 @@ async def load_record(
     rollback: RollbackRepo,
     postmortems: PostmortemRepo,
 ) -> IncidentRecord | None:
-    """The whole record, read in one place so that `rein export` and Share postmortem write
-    the same document byte for byte."""
+    """The whole record in memory: the reference that the streamed document (`rein export`,
+    the API, Share postmortem: `open_record`) is checked against, byte for byte."""
     incident = await incidents.get(number)
     if incident is None:
         return None
@@ -240,6 +242,7 @@ async def share_postmortem(
     evidence: EvidenceRepo,
     rollback: RollbackRepo,
     postmortems: PostmortemRepo,
+    timeline: TimelineRepo,
     slack: SlackGateway,
     policy: Policy,
     clock: Clock,
@@ -255,8 +258,14 @@ async def share_postmortem(
         policy=policy,
         clock=clock,
     )
-    record = await load_record(
-        number, incidents=incidents, evidence=evidence, rollback=rollback, postmortems=postmortems
+    # Written a batch of rows at a time: a long timeline never holds the event loop for long.
+    record = await open_record(
+        number,
+        incidents=incidents,
+        timeline=timeline,
+        evidence=evidence,
+        rollback=rollback,
+        postmortems=postmortems,
     )
     assert record is not None  # known_incident found it; incidents are never deleted
     incident, postmortem = record.incident, record.postmortem
@@ -268,7 +277,7 @@ async def share_postmortem(
             f"{incident.ref} has no channel to share it in; "
             f"`rein export {incident.ref} --format md` writes the same document."
         )
-    content = record.markdown().encode("utf-8")
+    content = "".join([piece async for piece in record.markdown()]).encode("utf-8")
     try:
         file_id = await slack.upload_file(
             channel,

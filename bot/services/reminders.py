@@ -41,6 +41,7 @@ from bot.domain.reminders import (
     retry_delay,
     snooze_until,
 )
+from bot.foreground import Foreground
 from bot.render import reminders as render
 from bot.render.text import user as mention
 from bot.scheduler import ReminderRunner
@@ -96,6 +97,7 @@ class Reminders:
         policy: Policy,
         clock: Clock,
         timings: ReminderTimings = REMINDER_TIMINGS,
+        foreground: Foreground | None = None,
     ) -> None:
         self.repo = repo
         self._incidents = incidents
@@ -107,7 +109,7 @@ class Reminders:
         self.runner: ReminderRunner | None = None
         # Names this process's claims: a claim left by another (dead) one is released.
         self._claim = uuid.uuid4().hex
-        self._syncs = Debouncer(self._sync_quietly, timings.sync_delay)
+        self._syncs = Debouncer(self._sync_quietly, timings.sync_delay, foreground=foreground)
         self._composers: dict[ReminderKind, Composer] = {}
         self._sweep: asyncio.Task[None] | None = None
 

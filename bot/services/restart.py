@@ -65,6 +65,7 @@ from bot.render import gate as render
 from bot.render.reminders import Composed, Occasion
 from bot.render.reminders import compose as compose_reminder
 from bot.render.text import approver as approver_mention
+from bot.render.text import escape
 from bot.render.text import user as mention
 from bot.services.authorise import Refused, known_incident
 from bot.services.postmortem import guardrail_changes
@@ -206,7 +207,8 @@ async def set_check(
     if checked and criterion in DERIVED:
         raise Refused(
             f"Rein judges *{LABELS[criterion]}* from its records. If it is not met, an approver "
-            f"may accept it with a reason: `/incident gate accept {criterion.value} <reason>`."
+            "may accept it with a reason: "
+            f"`/incident gate accept {criterion.value} &lt;reason&gt;`."
         )
     current = await known_incident(number, rein.incidents)
     if not checked and criterion in DERIVED:
@@ -262,7 +264,8 @@ async def accept_criterion(
         judged = next(j for j in gate.judgements if j.criterion is criterion)
         if judged.met:
             how = "Rein judges it met" if judged.how == "rein" else "it is accepted already"
-            raise Refused(f"*{LABELS[criterion]}*: {how} ({judged.why}).")
+            # `why` may quote a person's note or the postmortem: outside text, escaped.
+            raise Refused(f"*{LABELS[criterion]}*: {how} ({escape(judged.why)}).")
         now = rein.clock()
         await RestartRepo.set_check_in(
             edit.conn,

@@ -32,7 +32,7 @@ from bot.domain.rollback import (
 )
 from bot.render.rollback import PENDING_NAMED, pending_refusal
 from bot.render.text import user as mention
-from bot.services.authorise import Refused, authorised_incident
+from bot.services.authorise import Refused, authorised_incident, still_authorised
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
 from storage.rollback import RollbackRepo
@@ -141,7 +141,7 @@ async def mark_items(
         reason = check_reason(status, reason)
     except LedgerError as exc:
         raise Refused(str(exc)) from None
-    await authorised_incident(
+    authorised = await authorised_incident(
         number,
         actor,
         MARK_ACTION,
@@ -153,6 +153,7 @@ async def mark_items(
     async with incidents.edit(number) as edit:
         incident = edit.incident
         _final(incident)
+        still_authorised(actor, authorised, incident, policy)
         ids = None if selection.all_pending else selection.ids
         found = await rollback.statuses_in(edit.conn, number, ids)
         if ids is not None and len(found) < len(ids):

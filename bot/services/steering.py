@@ -7,7 +7,7 @@ from bot.domain.gate import close_refusal
 from bot.domain.lifecycle import transition
 from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
-from bot.services.authorise import Refused, authorised_incident
+from bot.services.authorise import Refused, authorised_incident, still_authorised
 from bot.slack_gateway import SlackGateway
 from storage.incidents import IncidentRepo
 from storage.restarts import RestartRepo
@@ -24,7 +24,7 @@ async def change_severity(
     policy: Policy,
     clock: Clock,
 ) -> Incident:
-    await authorised_incident(
+    authorised = await authorised_incident(
         number,
         actor,
         "change the severity of",
@@ -40,6 +40,7 @@ async def change_severity(
             raise Refused(f"{before.ref} is {before.status}; its severity no longer changes.")
         if before.severity is severity:
             raise Refused(f"{before.ref} is already {severity.label}.")
+        still_authorised(actor, authorised, before, policy, also={severity})
         now = clock()
         changed = before.model_copy(update={"severity": severity, "updated_at": now})
         await edit.save(

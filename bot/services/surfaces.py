@@ -122,24 +122,29 @@ async def repost_card(
     slack: SlackGateway,
     policy: Policy,
     facts: FactsLoader,
+    locks: Mapping[int, asyncio.Lock],
 ) -> Incident:
     """Post the card again at the bottom of the incident channel and make it the live one;
-    the old card loses its buttons so nobody acts on stale state."""
-    incident = await incidents.get(number)
-    if incident is None:
-        raise LookupError(f"There is no incident INC-{number}.")
-    channel = incident.channel_id or incident.card_channel
-    if channel is None:
-        raise LookupError(f"{incident.ref} has no channel to post its card in.")
-    agent = policy.agent(incident.agent_id)
-    card = render.card_blocks(incident, agent, await facts(number))
-    ts = await slack.post(channel, render.headline(incident), card)
-    await incidents.set_slack_refs(number, card_channel=channel, card_ts=ts)
-    if incident.card_channel and incident.card_ts:
-        try:
-            await slack.update(
-                incident.card_channel, incident.card_ts, SUPERSEDED, render.superseded_blocks()
-            )
-        except SlackProblem:
-            logger.warning("could not mark the old card of %s as superseded", incident.ref)
+    the old card loses its buttons so nobody acts on stale state. Under the incident's card
+    lock, like `refresh_surfaces`: two reposts at once would each supersede the same old card
+    and leave one new card live but forgotten, and a refresh that read the old card's ts would
+    bring it back to life after it was superseded."""
+    async with locks[number]:
+        incident = await incidents.get(number)
+        if incident is None:
+            raise LookupError(f"There is no incident INC-{number}.")
+        channel = incident.channel_id or incident.card_channel
+        if channel is None:
+            raise LookupError(f"{incident.ref} has no channel to post its card in.")
+        agent = policy.agent(incident.agent_id)
+        card = render.card_blocks(incident, agent, await facts(number))
+        ts = await slack.post(channel, render.headline(incident), card)
+        await incidents.set_slack_refs(number, card_channel=channel, card_ts=ts)
+        if incident.card_channel and incident.card_ts:
+            try:
+                await slack.update(
+                    incident.card_channel, incident.card_ts, SUPERSEDED, render.superseded_blocks()
+                )
+            except SlackProblem:
+                logger.warning("could not mark the old card of %s as superseded", incident.ref)
     return incident.model_copy(update={"card_channel": channel, "card_ts": ts})

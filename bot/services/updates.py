@@ -12,7 +12,13 @@ from bot.domain.models import Incident, TimelineEntry
 from bot.domain.policy import Policy
 from bot.domain.updates import StatusUpdate, update_entry, update_from
 from bot.render import updates as render
-from bot.services.authorise import Refused, authorise, authorised_incident, known_incident
+from bot.services.authorise import (
+    Refused,
+    authorise,
+    authorised_incident,
+    known_incident,
+    still_authorised,
+)
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.incidents import IncidentRepo
 from storage.timeline import TimelineRepo
@@ -72,7 +78,7 @@ async def record_update(
 ) -> tuple[Incident, TimelineEntry]:
     """Authorise (commander, agent owner or an approver of the severity) and record the update
     on the timeline with its five parts; the incident counts as updated."""
-    await authorised_incident(
+    authorised = await authorised_incident(
         number,
         actor,
         ACTION,
@@ -83,6 +89,7 @@ async def record_update(
     )
     async with incidents.edit(number) as edit:
         _check_open(edit.incident)
+        still_authorised(actor, authorised, edit.incident, policy)
         now = clock()
         changed = edit.incident.model_copy(update={"updated_at": now})
         entry = update_entry(update, actor=actor, at=now)
@@ -153,9 +160,10 @@ async def timeline_page(
     """Page `page` of the timeline, oldest first (None: the latest page). Pages are counted
     from the oldest entry, so a page keeps its entries while the incident goes on."""
     incident = await known_incident(number, incidents)
-    total = await timeline.count(number)
+    extent = await timeline.extent(number)
+    total = extent[0]
     pages = max(1, -(-total // size))
     chosen = pages if page is None else min(max(page, 1), pages)
     offset = (chosen - 1) * size
-    entries = await timeline.page(number, offset, size)
+    entries = await timeline.page(number, offset, size, extent)
     return TimelinePage(incident, entries, chosen, pages, offset + 1, total)
