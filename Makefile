@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format bench check migrate clean
+.PHONY: install run test quick soak lint format bench check migrate clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,16 @@ install: $(BIN)/.installed
 run: install
 	$(BIN)/rein run
 
+# Everything, soak suites included: this is what .ci/run runs.
 test: install
 	$(BIN)/python -m pytest
+
+# The everyday loop without the slow proof suites, and those suites alone.
+quick: install
+	$(BIN)/python -m pytest -m 'not soak'
+
+soak: install
+	$(BIN)/python -m pytest -m soak
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,6 +44,7 @@ bench: install
 	$(BIN)/python -m bench.approval_delivery
 	$(BIN)/python -m bench.timeline_card
 	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.scale
 
 check: install
 	$(BIN)/rein check

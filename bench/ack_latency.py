@@ -503,11 +503,13 @@ asks for about half the bare app's request rate.
 ### What competes with the ack
 
 Rein answers Slack as soon as the incident is committed, then sets up the room in the same
-process: channel, topic, invites, card, pin, digest (Web API calls), three SQLite writes, and
-the private answer on `response_url`. That work shares the event loop with the next
-acknowledgements, and the fake Slack that answers it shares the machine's CPUs: both are part
-of what was measured. CPU time (all threads of each process) from the start of each level
-until Rein's after-ack work was done, per request:
+process: channel, topic, invites, card, pin, digest (Web API calls), SQLite writes, reminder
+planning, and the private answer on `response_url`. That work shares the event loop and the
+database connection with the next acknowledgements, so it steps aside while requests wait for
+their answer (`bot/foreground.py`: one step every 50 ms until none waits), which is why it
+ends seconds after the last ack. The fake Slack that answers it shares the machine's CPUs:
+both are part of what was measured. CPU time (all threads of each process) from the start of
+each level until Rein's after-ack work was done, per request:
 
 {chr(10).join(cpu)}
 
