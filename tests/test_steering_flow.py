@@ -1,11 +1,16 @@
 """Around a declared incident: list, status, severity changes, closing, and /agent."""
 
+import asyncio
 import json
 
 import pytest
 
 from bot.app import Runtime
-from bot.domain.enums import TimelineKind
+from bot.domain.enums import IncidentStatus, Severity, TimelineKind
+from bot.services.authorise import Refused
+from bot.services.containment import set_plan
+from bot.services.rollback import mark_recovered
+from bot.services.steering import change_severity
 from tests.conftest import ANNOUNCE, eventually
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_requests import SlackSender, chosen, typed
@@ -186,3 +191,47 @@ async def test_agent_list_and_status(
     assert "not a subcommand" in answer
     _, answer = await slack.command("help")
     assert "/incident declare" in answer and "/incident sev" in answer
+
+
+@pytest.mark.parametrize("action", ["plan", "recovered"])
+async def test_an_approver_whose_severity_changed_while_they_acted_changes_nothing(
+    rein: Runtime, slack: SlackSender, fake_slack: FakeSlack, action: str
+) -> None:
+    """U0SEC1 approves SEV-1 through the S0SECOPS group. Their action is authorised while
+    INC-1 is SEV-1 (the group read slowly from Slack); the commander makes it SEV-3 before the
+    action is written: nothing changes, the person is told why, and the plan or status stays
+    as the commander left it."""
+    status, _ = await slack.command("declare sev1 agent:crm-writer Wrong field")
+    assert status == 200
+
+    async def room_set_up() -> bool:  # its invitations read the group too
+        return not await rein.rein.incidents.rooms_pending()
+
+    await eventually(room_set_up)
+    if action == "recovered":
+        status, answer = await slack.command("contain INC-1")
+        assert "INC-1 is contained" in str(answer)
+    rein.rein.slack._groups.clear()  # the group is read from Slack again, slowly
+    fake_slack.fail("usergroups.users.list", delay=0.5)
+    if action == "plan":
+        acting = asyncio.create_task(
+            set_plan(1, ["pause_runs"], actor="U0SEC1", **rein.rein.steering)
+        )
+    else:
+        acting = asyncio.create_task(
+            mark_recovered(1, actor="U0SEC1", rollback=rein.rein.rollback, **rein.rein.steering)
+        )
+    await asyncio.sleep(0.1)
+    changed = await change_severity(
+        1, Severity.SEV3, "scope narrowed", actor="U0ALICE", **rein.rein.steering
+    )
+    assert changed.severity is Severity.SEV3
+    with pytest.raises(Refused, match="INC-1 became SEV-3 while you acted"):
+        await acting
+    incident = await rein.rein.incidents.get(1)
+    assert incident is not None
+    timeline = await rein.rein.incidents.timeline(1)
+    assert not [e for e in timeline if e.kind is TimelineKind.PLAN_CHANGED]
+    assert incident.status is (
+        IncidentStatus.DECLARED if action == "plan" else IncidentStatus.CONTAINED
+    )

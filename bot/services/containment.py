@@ -55,7 +55,7 @@ async def set_plan(
     policy: Policy,
     clock: Clock,
 ) -> Incident:
-    await authorised_incident(
+    authorised = await authorised_incident(
         number,
         actor,
         "adjust the containment plan of",
@@ -67,6 +67,7 @@ async def set_plan(
     async with incidents.edit(number) as edit:
         if edit.incident.status is not IncidentStatus.DECLARED:
             raise Refused(f"{edit.incident.ref} is {edit.incident.status}; the plan is fixed.")
+        still_authorised(actor, authorised, edit.incident, policy)
         plan = normalise_plan(moves, policy.agent(edit.incident.agent_id))
         now = clock()
         changed = edit.incident.model_copy(update={"containment_plan": plan, "updated_at": now})

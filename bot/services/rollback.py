@@ -228,6 +228,7 @@ async def mark_recovered(
             await _refuse_acceptance(actor, current, incidents, clock)
     async with incidents.edit(number) as edit:
         incident = edit.incident
+        still_authorised(actor, current, incident, policy)
         if not allowed(incident, IncidentStatus.RECOVERED):
             raise IllegalTransition(refusal(incident, IncidentStatus.RECOVERED))
         counts = await rollback.counts_in(edit.conn, number)

@@ -69,7 +69,7 @@ async def close_incident(
     clock: Clock,
 ) -> Incident:
     """Closing with a learning note; the lifecycle decides whether it may close now."""
-    await authorised_incident(
+    authorised = await authorised_incident(
         number,
         actor,
         "close",
@@ -79,6 +79,7 @@ async def close_incident(
         clock=clock,
     )
     async with incidents.edit(number) as edit:
+        still_authorised(actor, authorised, edit.incident, policy)
         moved = transition(
             edit.incident, IncidentStatus.CLOSED, actor=actor, at=clock(), reason=note
         )
