@@ -28,7 +28,7 @@ from bot.killswitch import KillSwitchClient
 from bot.policy import load_policy, missing_kill_switch_secrets
 from bot.scheduler import DeliveryRunner, ReminderRunner
 from bot.services.channel_status import STATUS_DEBOUNCE_SECONDS, post_channel_status
-from bot.services.declare import open_room
+from bot.services.declare import resume_rooms
 from bot.services.deliveries import attempt_delivery
 from bot.services.reminders import REMINDER_TIMINGS, Reminders, ReminderTimings
 from bot.services.surfaces import refresh_surfaces
@@ -116,6 +116,9 @@ class Runtime:
             await self.reminders.start()
         # Channel status lines that were due when Rein stopped are posted after all.
         self.rein.desk.catch_up(await self.rein.incidents.newest("open"))
+        # Rooms whose set-up Rein was stopped in the middle of: read before any request can
+        # declare (and set up) another, finished once Slack's requests are answered.
+        cut_short = await self.rein.incidents.rooms_pending()
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.REIN_HOST, self.settings.REIN_PORT)
@@ -133,8 +136,9 @@ class Runtime:
                 self.bolt, self.settings.SLACK_APP_TOKEN.get_secret_value(), self.rein.foreground
             )
             await self.socket.connect_async()
-        # Rooms whose set-up Rein was stopped in the middle of, after the acks they follow.
-        self.resuming = asyncio.create_task(resume_rooms(self.rein))
+        self.resuming = asyncio.create_task(
+            resume_rooms(cut_short, triage_channel=self.rein.triage_channel, **self.rein.room)
+        )
 
     async def stop(self) -> None:
         """Stop taking requests, let acknowledged work finish, then close the database."""
@@ -146,6 +150,7 @@ class Runtime:
         if self.resuming is not None:
             await asyncio.wait([self.resuming], timeout=SHUTDOWN_GRACE_SECONDS)
             self.resuming.cancel()
+            await asyncio.gather(self.resuming, return_exceptions=True)
         await self.deliveries.stop(SHUTDOWN_GRACE_SECONDS)
         if self.reminders is not None:
             await self.reminders.stop(SHUTDOWN_GRACE_SECONDS)
@@ -158,18 +163,6 @@ class Runtime:
 
 
 SHUTDOWN_GRACE_SECONDS = 10.0
-
-
-async def resume_rooms(rein: Rein) -> None:
-    """Set up the rooms of incidents declared (and acknowledged) just before Rein stopped."""
-    try:
-        for incident in await rein.incidents.rooms_pending():
-            logger.info("setting up the room of %s, cut short when Rein stopped", incident.ref)
-            await open_room(incident, origin_channel=incident.triage_channel, **rein.room)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        logger.exception("could not resume the rooms cut short when Rein stopped")
 
 
 async def _drain_listeners(timeout: float) -> None:

@@ -135,13 +135,20 @@ async def _export(ref: str, fmt: str, output: str | None) -> int:
                 pieces = record.markdown()
             end = "\n" if fmt == "json" else ""
             if output:
-                handle = await asyncio.to_thread(_private_file, output)
+                # Written beside it, then put in its place: a failed export leaves the file
+                # that was there as it was.
+                partial = f"{output}.partial"
+                handle = await asyncio.to_thread(_private_file, partial)
                 try:
                     async for piece in pieces:
                         await asyncio.to_thread(handle.write, piece)
                     await asyncio.to_thread(handle.write, end)
-                finally:
-                    await asyncio.to_thread(handle.close)
+                except BaseException:
+                    handle.close()
+                    os.unlink(partial)
+                    raise
+                await asyncio.to_thread(handle.close)
+                os.replace(partial, output)
             else:
                 async for piece in pieces:
                     sys.stdout.write(piece)
@@ -152,8 +159,10 @@ async def _export(ref: str, fmt: str, output: str | None) -> int:
 
 
 def _private_file(path: str) -> TextIO:
-    """The export holds the incident's evidence: a new file is readable by its owner only."""
-    return open(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600), "w", encoding="utf-8")
+    """The export holds the incident's evidence: readable by its owner only."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file left there before keeps its mode otherwise
+    return open(fd, "w", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,7 @@ class Rein:
             "facts": self.card_facts,
             "slots": self.room_slots,
             "foreground": self.foreground,
+            "locks": self.card_locks,
         }
 
     @property

@@ -12,7 +12,7 @@ from bot.domain.commands import (
     split_subcommand,
 )
 from bot.domain.lifecycle import IllegalTransition
-from bot.domain.models import NewIncident, parse_ref
+from bot.domain.models import NewIncident
 from bot.render import incident as render
 from bot.render.help import INCIDENT_HELP
 from bot.render.replies import confirm_duplicate_blocks, contained_text, declared_text, report
@@ -24,6 +24,7 @@ from bot.services.steering import Refused, change_severity, close_incident
 from bot.services.surfaces import refresh_surfaces, repost_card
 from bot.slack_gateway import SlackProblem
 from handlers.evidence import evidence_command as _evidence
+from handlers.payloads import named_or_here
 from handlers.postmortem import postmortem_subcommand as _postmortem
 from handlers.restart_gate import gate_subcommand as _gate
 from handlers.rollback_actions import recovered_subcommand as _recovered
@@ -33,6 +34,7 @@ from handlers.status_updates import update_command as _update
 
 Ack = Callable[..., Awaitable[None]]
 Subcommand = Callable[[Rein, str, dict, Ack, Any], Awaitable[None]]
+SEV_EXAMPLE = "/incident sev INC-12 2 customers saw it"
 
 
 def register(app: Any, rein: Rein) -> None:
@@ -105,7 +107,7 @@ async def _list(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) ->
 async def _status(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     await ack()
     try:
-        number, _ = await _target(rein, rest, command)
+        number, _ = await named_or_here(rein, rest, command, SEV_EXAMPLE)
         incident = await repost_card(
             number,
             incidents=rein.incidents,
@@ -123,7 +125,7 @@ async def _status(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) 
 async def _sev(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     await ack()
     try:
-        number, rest = await _target(rein, rest, command)
+        number, rest = await named_or_here(rein, rest, command, SEV_EXAMPLE)
         wanted = parse_severity_change(rest)
         changed = await change_severity(
             number, wanted.severity, wanted.reason, actor=command["user_id"], **rein.steering
@@ -139,7 +141,7 @@ async def _sev(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> 
 
 async def _contain(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     try:
-        number, _ = await _target(rein, rest, command)
+        number, _ = await named_or_here(rein, rest, command, SEV_EXAMPLE)
         # Committed, and the autonomy API already answers `paused`, before Slack hears back.
         contained = await approve_containment(number, actor=command["user_id"], **rein.containment)
     except (Refused, IllegalTransition) as exc:
@@ -158,7 +160,7 @@ async def _contain(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any)
 async def _close(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     await ack()
     try:
-        number, note = await _target(rein, rest, command)
+        number, note = await named_or_here(rein, rest, command, SEV_EXAMPLE)
         if not note:
             raise Refused(
                 "Add a learning note: `/incident close &lt;what was fixed and learned&gt;`."
@@ -169,23 +171,6 @@ async def _close(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -
         return
     problems = await refresh_surfaces(closed, **rein.surfaces)
     await respond(text=report(f"{closed.ref} is closed.", problems), response_type="ephemeral")
-
-
-async def _target(rein: Rein, rest: str, command: dict) -> tuple[int, str]:
-    """The incident named first (`INC-12 …`), else the incident of this channel."""
-    first, _, remainder = rest.partition(" ")
-    if first.lower().startswith("inc-"):
-        try:
-            return parse_ref(first), remainder.strip()
-        except ValueError as exc:
-            raise Refused(escape(str(exc))) from None
-    incident = await rein.incidents.by_channel(command.get("channel_id", ""))
-    if incident is None:
-        raise Refused(
-            "This is not an incident channel. Run it in one, or name the incident first: "
-            "`/incident sev INC-12 2 customers saw it`. `/incident list` shows open incidents."
-        )
-    return incident.number, rest
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {

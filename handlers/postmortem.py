@@ -7,11 +7,10 @@ from typing import Any
 
 from bot.context import Rein
 from bot.domain.lifecycle import IllegalTransition
-from bot.domain.models import parse_ref
 from bot.domain.postmortem import PARTS, PostmortemError, parse_parts
 from bot.render import postmortem as render
 from bot.render.replies import report
-from bot.render.text import escape, unescape
+from bot.render.text import unescape
 from bot.services.authorise import Refused
 from bot.services.postmortem import (
     StaleDraft,
@@ -21,7 +20,7 @@ from bot.services.postmortem import (
 )
 from bot.services.surfaces import refresh_surfaces
 from bot.slack_gateway import SlackProblem
-from handlers.payloads import selected_many, user_and_channel
+from handlers.payloads import named_or_here, selected_many, user_and_channel
 
 Ack = Callable[..., Awaitable[None]]
 USAGE = "/incident postmortem [INC-12] [share]"
@@ -143,7 +142,7 @@ async def postmortem_subcommand(
     await ack()
     user, channel = command["user_id"], command.get("channel_id")
     try:
-        number, rest = await _incident_for(rein, rest, command)
+        number, rest = await named_or_here(rein, rest, command, USAGE, bare_number=True)
         word = rest.strip().lower()
         if word not in ("", "share"):
             raise Refused(f"`/incident postmortem` takes `share` or nothing: `{USAGE}`.")
@@ -156,20 +155,3 @@ async def postmortem_subcommand(
     problem = await _open_form(rein, number, command["trigger_id"], channel)
     if problem:
         await respond(text=problem, response_type="ephemeral")
-
-
-async def _incident_for(rein: Rein, rest: str, command: dict) -> tuple[int, str]:
-    """The incident named first (`INC-12`), else the incident of this channel."""
-    first, _, remainder = rest.strip().partition(" ")
-    if first.lower().startswith("inc-") or first.isdigit():
-        try:
-            return parse_ref(first), remainder
-        except ValueError as exc:
-            raise Refused(escape(str(exc))) from None
-    incident = await rein.incidents.by_channel(command.get("channel_id", ""))
-    if incident is None:
-        raise Refused(
-            f"This is not an incident channel. Run it in one, or name the incident: `{USAGE}`. "
-            "`/incident list` shows open incidents."
-        )
-    return incident.number, rest

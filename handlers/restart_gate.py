@@ -8,7 +8,6 @@ from typing import Any
 from bot.context import Rein
 from bot.domain.gate import Criterion, parse_criterion, parse_stage
 from bot.domain.lifecycle import IllegalTransition
-from bot.domain.models import parse_ref
 from bot.render import gate as render
 from bot.render.replies import report
 from bot.render.text import escape, unescape
@@ -29,7 +28,7 @@ from bot.services.restart import (
     show_gate,
 )
 from bot.slack_gateway import SlackProblem
-from handlers.payloads import selected, text_value, user_and_channel
+from handlers.payloads import named_or_here, selected, text_value, user_and_channel
 
 Ack = Callable[..., Awaitable[None]]
 
@@ -197,7 +196,7 @@ async def gate_subcommand(rein: Rein, rest: str, command: dict, ack: Ack, respon
     await ack()
     user = command["user_id"]
     try:
-        number, rest = await _incident_for(rein, rest, command)
+        number, rest = await named_or_here(rein, rest, command, "/incident gate INC-12")
         word, _, tail = rest.strip().partition(" ")
         word, tail = word.lower(), tail.strip()
         if word in ("", "open", "show"):
@@ -242,20 +241,3 @@ async def gate_subcommand(rein: Rein, rest: str, command: dict, ack: Ack, respon
         f"; {change.incident.ref} is closed." if change.closed else "."
     )
     await respond(text=report(done, problems), response_type="ephemeral")
-
-
-async def _incident_for(rein: Rein, rest: str, command: dict) -> tuple[int, str]:
-    """The incident named first (`INC-12 …`), else the incident of this channel."""
-    first, _, remainder = rest.strip().partition(" ")
-    if first.lower().startswith("inc-"):
-        try:
-            return parse_ref(first), remainder.strip()
-        except ValueError as exc:
-            raise Refused(escape(str(exc))) from None
-    incident = await rein.incidents.by_channel(command.get("channel_id", ""))
-    if incident is None:
-        raise Refused(
-            "This is not an incident channel. Run it in one, or name the incident first: "
-            "`/incident gate INC-12`. `/incident list` shows open incidents."
-        )
-    return incident.number, rest

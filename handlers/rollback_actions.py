@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from bot.context import Rein
 from bot.domain.enums import RollbackStatus
 from bot.domain.lifecycle import IllegalTransition
-from bot.domain.models import parse_ref
 from bot.domain.rollback import (
     AddCommand,
     LedgerError,
@@ -32,10 +31,11 @@ from bot.services.rollback import (
 )
 from bot.services.surfaces import refresh_surfaces
 from bot.slack_gateway import SlackProblem
-from handlers.payloads import selected, selected_many, text_value, user_and_channel
+from handlers.payloads import named_or_here, selected, selected_many, text_value, user_and_channel
 from storage.incidents import UnknownIncident
 
 Ack = Callable[..., Awaitable[None]]
+ROLLBACK_EXAMPLE = "/incident rollback INC-12 crm ACC-0042 old -&gt; new"
 
 
 def _ledger(rein: Rein) -> dict[str, Any]:
@@ -215,30 +215,12 @@ def _raw(view: dict, block_id: str) -> str | None:
 # ---------------------------------------------------------------------- slash commands
 
 
-async def _incident_for(rein: Rein, rest: str, command: dict) -> tuple[int, str]:
-    """The incident named first (`INC-12 …`), else the incident of this channel."""
-    first, _, remainder = rest.partition(" ")
-    if first.lower().startswith("inc-"):
-        try:
-            return parse_ref(first), remainder.strip()
-        except ValueError as exc:
-            raise Refused(escape(str(exc))) from None
-    incident = await rein.incidents.by_channel(command.get("channel_id", ""))
-    if incident is None:
-        raise Refused(
-            "This is not an incident channel. Run it in one, or name the incident first: "
-            "`/incident rollback INC-12 crm ACC-0042 old -&gt; new`. "
-            "`/incident list` shows open incidents."
-        )
-    return incident.number, rest
-
-
 async def rollback_subcommand(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     """`/incident rollback [INC-12] …`: list, add, or mark (see bot/domain/rollback.py)."""
     await ack()
     user = command["user_id"]
     try:
-        number, rest = await _incident_for(rein, rest, command)
+        number, rest = await named_or_here(rein, rest, command, ROLLBACK_EXAMPLE)
         parsed = parse_rollback(rest)
         if isinstance(parsed, ListCommand):
             await _list(rein, number, parsed.status, respond)
@@ -310,7 +292,7 @@ async def recovered_subcommand(
     await ack()
     user = command["user_id"]
     try:
-        number, rest = await _incident_for(rein, rest, command)
+        number, rest = await named_or_here(rein, rest, command, ROLLBACK_EXAMPLE)
         word, _, reason = rest.partition(" ")
         accept: str | None = None
         if word.lower() == "accept":

@@ -6,11 +6,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.context import Rein
-from bot.domain.models import parse_ref
 from bot.domain.updates import PROMPTS, UpdateError, parse_update
 from bot.render.incident import POST_UPDATE
 from bot.render.replies import report
-from bot.render.text import escape
 from bot.render.updates import (
     TIMELINE_PAGE,
     UPDATE_VIEW,
@@ -29,7 +27,7 @@ from bot.services.updates import (
     update_form,
 )
 from bot.slack_gateway import SlackProblem
-from handlers.payloads import text_value, user_and_channel
+from handlers.payloads import named_or_here, text_value, user_and_channel
 
 Ack = Callable[..., Awaitable[None]]
 
@@ -101,28 +99,13 @@ async def _open_form(rein: Rein, number: int, trigger_id: str, user: str) -> str
     return None
 
 
-async def _incident_number(rein: Rein, rest: str, command: dict, usage: str) -> int:
-    """`INC-12` (or `12`) first, else the incident of the channel the command was typed in."""
-    first = rest.split(" ", 1)[0]
-    if first:
-        try:
-            return parse_ref(first)
-        except ValueError as exc:
-            raise Refused(f"{escape(str(exc))} Usage: `{usage}`.") from None
-    incident = await rein.incidents.by_channel(command.get("channel_id", ""))
-    if incident is None:
-        raise Refused(
-            f"This is not an incident channel. Run it in one, or name the incident: `{usage}`. "
-            "`/incident list` shows open incidents."
-        )
-    return incident.number
-
-
 async def update_command(rein: Rein, rest: str, command: dict, ack: Ack, respond: Any) -> None:
     """`/incident update [INC-12]`: the Post update form."""
     await ack()
     try:
-        number = await _incident_number(rein, rest, command, "/incident update INC-12")
+        number, _ = await named_or_here(
+            rein, rest, command, "/incident update INC-12", bare_number=True
+        )
     except Refused as exc:
         await respond(text=str(exc), response_type="ephemeral")
         return
@@ -135,7 +118,9 @@ async def timeline_command(rein: Rein, rest: str, command: dict, ack: Ack, respo
     """`/incident timeline [INC-12]`: the latest page, privately, with Earlier / Later."""
     await ack()
     try:
-        number = await _incident_number(rein, rest, command, "/incident timeline INC-12")
+        number, _ = await named_or_here(
+            rein, rest, command, "/incident timeline INC-12", bare_number=True
+        )
         shown = await timeline_page(number, None, incidents=rein.incidents, timeline=rein.timeline)
     except Refused as exc:
         await respond(text=str(exc), response_type="ephemeral")

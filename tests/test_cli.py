@@ -179,9 +179,12 @@ async def test_migrate_then_export(tmp_path: Path) -> None:
     assert code == 0 and out.startswith("# INC-1: Wrong \\| field")
     assert "| 2026-11-24T09:30:00Z | U0ALICE | declared | Declared SEV-3 |" in out
     target = tmp_path / "inc1.md"
+    target.write_text("an older export, readable by all")
+    target.chmod(0o644)
     code, _, _ = await rein_cli("export", "inc-1", "--output", str(target), env=env, cwd=tmp_path)
     assert code == 0 and target.read_text().startswith("# INC-1")
     assert target.stat().st_mode & 0o777 == 0o600, "the export holds evidence: owner only"
+    assert not (tmp_path / "inc1.md.partial").exists()
     code, _, err = await rein_cli("export", "INC-9", env=env, cwd=tmp_path)
     assert code == 1 and "no incident INC-9" in err
     code, _, err = await rein_cli("export", "yesterday", env=env, cwd=tmp_path)

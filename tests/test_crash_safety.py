@@ -679,6 +679,16 @@ async def test_rooms_cut_short_are_set_up_at_start_without_repeating_done_steps(
     for incident in (first, second):
         assert incident.card_ts and incident.digest_ts
         assert (incident.channel_id, incident.card_ts) in fake_slack.pins
+    told = [
+        c.args["text"]
+        for c in fake_slack.calls_to("chat.postMessage")
+        if c.args["channel"] == "U0ALICE"
+    ]
+    assert told == [
+        f"Rein was restarted while setting up {i.ref}. {i.ref} is declared as SEV-3: "
+        f"<#{i.channel_id}>."
+        for i in (first, second)
+    ]
 
 
 async def test_a_room_set_up_is_not_resumed_at_the_next_start(

@@ -23,6 +23,11 @@ def declared_text(incident: Incident) -> str:
     return f"{incident.ref} is declared as {incident.severity.label}: {where}."
 
 
+def resumed_text(incident: Incident) -> str:
+    """To the declarer of a room Rein finished after a restart."""
+    return f"Rein was restarted while setting up {incident.ref}. {declared_text(incident)}"
+
+
 def contained_text(incident: Incident) -> str:
     where = t.channel(incident.channel_id) if incident.channel_id else "no channel of its own"
     return (

@@ -3,10 +3,10 @@ room is set up: channel, topic, invites, card, pin, digest."""
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.clock import Clock
 from bot.domain.enums import IncidentStatus, Severity, TimelineKind
@@ -15,6 +15,7 @@ from bot.domain.policy import Agent, Policy
 from bot.domain.severity import suggest_severity
 from bot.foreground import Foreground
 from bot.render import incident as render
+from bot.render.replies import report, resumed_text
 from bot.services.surfaces import FactsLoader
 from bot.slack_gateway import SlackGateway, SlackProblem
 from storage.incidents import IncidentRepo
@@ -110,42 +111,72 @@ async def open_room(
     facts: FactsLoader,
     slots: asyncio.Semaphore,
     foreground: Foreground,
+    locks: Mapping[int, asyncio.Lock],
 ) -> Room:
     """Every step is attempted; each failure is recorded on the timeline and reported, and
     none of them undoes the incident. Steps whose Slack references are stored already are
     skipped, so a room whose set-up a stopped Rein cut short is resumed (`resume_rooms`).
     `slots` bounds how many rooms are set up at once and each step first lets the
     acknowledgements under way go (`foreground`), so a burst of declarations is acknowledged
-    first and its rooms follow."""
+    first and its rooms follow. The card and the digest are posted under the incident's card
+    lock, from its stored state, and their references stored at once: a change made
+    meanwhile is shown by the refresh that waits for the lock."""
+    number = incident.number
     async with slots:
         room = Room(incident, foreground)
         agent = policy.agent(incident.agent_id)
         await _channel(room, agent, incidents=incidents, slack=slack, policy=policy)
-        incident = room.incident
-        refs: dict[str, str] = {}
-        card_channel = incident.channel_id or origin_channel
-        if card_channel and not incident.card_ts:
-            await foreground.step_aside()
-            card = render.card_blocks(incident, agent, await facts(incident.number))
-            ts = await _step(room, slack.post(card_channel, render.headline(incident), card))
-            if ts:
-                refs |= {"card_channel": card_channel, "card_ts": ts}
-                if incident.channel_id:  # the card is pinned in the incident's own channel only
-                    await _step(room, slack.pin(card_channel, ts))
-        if announce_channel and not incident.digest_ts:
-            digest = render.digest_blocks(incident, agent)
-            ts = await _step(room, slack.post(announce_channel, render.headline(incident), digest))
-            if ts:
-                refs["digest_ts"] = ts
-        await incidents.room_ready(incident.number, **refs)
-        room.incident = incident.model_copy(update=refs)
+        async with locks[number]:
+            incident = await incidents.get(number) or room.incident
+            card_channel = incident.channel_id or origin_channel
+            if card_channel and not incident.card_ts:
+                await foreground.step_aside()
+                card = render.card_blocks(incident, agent, await facts(number))
+                ts = await _step(room, slack.post(card_channel, render.headline(incident), card))
+                if ts:
+                    refs = {"card_channel": card_channel, "card_ts": ts}
+                    await incidents.set_slack_refs(number, **refs)
+                    incident = incident.model_copy(update=refs)
+                    if incident.channel_id:  # pinned in the incident's own channel only
+                        await _step(room, slack.pin(card_channel, ts))
+            digest_ts = None
+            if announce_channel and not incident.digest_ts:
+                digest = render.digest_blocks(incident, agent)
+                post = slack.post(announce_channel, render.headline(incident), digest)
+                digest_ts = await _step(room, post)
+            if digest_ts:
+                await incidents.room_ready(number, digest_ts=digest_ts)
+                incident = incident.model_copy(update={"digest_ts": digest_ts})
+            else:
+                await incidents.room_ready(number)
+        room.incident = incident
         if room.problems:
             entries = [
                 TimelineEntry(at=clock(), actor="rein", kind=TimelineKind.SLACK_PROBLEM, text=p)
                 for p in room.problems
             ]
-            await incidents.append(incident.number, entries)
+            await incidents.append(number, entries)
         return room
+
+
+async def resume_rooms(
+    cut_short: list[Incident], *, triage_channel: str | None, **room: Any
+) -> None:
+    """Finish the rooms of incidents declared (and acknowledged) just before Rein stopped,
+    and tell each declarer; one that fails is logged and the others still go."""
+    for incident in cut_short:
+        logger.info("setting up the room of %s, cut short when Rein stopped", incident.ref)
+        try:
+            opened = await open_room(
+                incident, origin_channel=incident.triage_channel or triage_channel, **room
+            )
+            if incident.declared_by.startswith(("U", "W")):  # a person, not the API or a rule
+                text = report(resumed_text(opened.incident), opened.problems)
+                await room["slack"].tell(incident.declared_by, text)
+        except SlackProblem:
+            logger.warning("could not tell the declarer of %s its room is ready", incident.ref)
+        except Exception:
+            logger.exception("could not finish the room of %s", incident.ref)
 
 
 async def _channel(
