@@ -134,13 +134,15 @@ class Database:
             cursor = await self._conn.execute(sql, tuple(params))
             return cursor.rowcount
 
+    # Reads are one round trip to the database thread (execute, fetch and close there), not
+    # three: under load each round trip waits for a turn of the busy event loop.
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
+        """The first row; for queries of one row (a key, LIMIT 1, an aggregate)."""
+        rows = await self._conn.execute_fetchall(sql, tuple(params))
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._conn.execute_fetchall(sql, tuple(params)))
 
     async def ping(self) -> bool:
         row = await self.fetchone("SELECT 1")

@@ -191,16 +191,16 @@ class IncidentRepo:
     ) -> tuple[Incident, bool]:
         async with self._db.transaction() as conn:
             if new.idempotency_key:
-                async with conn.execute(
+                found = await conn.execute_fetchall(
                     f"SELECT {_COLUMNS} FROM incidents WHERE idempotency_key = ?",  # noqa: S608
                     (new.idempotency_key,),
-                ) as cursor:
-                    row = await cursor.fetchone()
-                if row is not None:
+                )
+                for row in found:
                     return _incident(row), False
             at = to_db_time(entry.at)
             declared_at = at if status is IncidentStatus.DECLARED else None
-            async with conn.execute(
+            # One round trip each (the write lock is held across them): execute_fetchall.
+            [row] = await conn.execute_fetchall(
                 "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"  # noqa: S608
                 " declared_by, impact, idempotency_key, declared_at, created_at, updated_at,"
                 " alert_kind, fingerprint, alert_count, room_pending)"
@@ -224,9 +224,7 @@ class IncidentRepo:
                     1 if new.alert_kind else 0,
                     int(declared_at is not None),  # a declared incident's room is to be set up
                 ),
-            ) as cursor:
-                row = await cursor.fetchone()
-            assert row is not None
+            )
             await _append(conn, row["number"], [entry])
             return _incident(row), True
 
@@ -234,14 +232,13 @@ class IncidentRepo:
     async def edit(self, number: int) -> AsyncIterator[IncidentEdit]:
         """Read-modify-write under BEGIN IMMEDIATE: concurrent clicks see each other's result."""
         async with self._db.transaction() as conn:
-            async with conn.execute(
+            rows = await conn.execute_fetchall(
                 f"SELECT {_COLUMNS} FROM incidents WHERE number = ?",  # noqa: S608
                 (number,),
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is None:
+            )
+            if not rows:
                 raise UnknownIncident(number)
-            yield IncidentEdit(conn, _incident(row))
+            yield IncidentEdit(conn, _incident(next(iter(rows))))
         self._changed(number)  # committed: an exception inside rolls back and skips this
 
     async def append(self, number: int, entries: Sequence[TimelineEntry]) -> None:
