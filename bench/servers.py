@@ -124,7 +124,7 @@ async def run_rein(
     environ: dict[str, str] | None = None,
 ) -> None:
     """`environ` is all Rein sees of an environment (kill-switch secrets): nothing of ours."""
-    from bot.app import build_runtime, load_checked_policy
+    from bot.app import build_runtime, load_checked_policy, quieten_collector
     from bot.config import Settings, secrets_of
     from bot.logs import configure_logging
 
@@ -150,6 +150,7 @@ async def run_rein(
     configure_logging(secrets_of(settings, environ, secret_envs))
     runtime = await build_runtime(settings, environ=environ)
     await runtime.start()
+    quieten_collector()  # as `rein run` does
     profiler = cProfile.Profile() if profile else None
     _ready(port=runtime.port)
     try:

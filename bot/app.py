@@ -1,6 +1,7 @@
 """The one place that wires Rein together: configuration, policy, database, Slack, HTTP."""
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Mapping
@@ -163,6 +164,20 @@ class Runtime:
 
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Full collections after this many of the middle generation's (CPython's default: 10).
+FULL_COLLECTION_EVERY = 100
+
+
+def quieten_collector() -> None:
+    """For a serving process, once started. The garbage collector's full passes stop the
+    event loop for 30-90 ms with Rein's heap, and a burst of requests set them off; every
+    request in flight waits (bench.ack_latency's p99 at concurrency 50 went from 145-240 ms to
+    115-135 ms). What start-up loaded lives as long as the process, so it is left out of them
+    (`gc.freeze`), and they come ten times less often; reference counting still frees
+    everything that is not a cycle at once."""
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
 
 
 async def _drain_listeners(timeout: float) -> None:

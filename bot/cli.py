@@ -27,7 +27,7 @@ EXIT_CONFIG = 2
 
 
 async def _run() -> int:
-    from bot.app import build_runtime, load_checked_policy
+    from bot.app import build_runtime, load_checked_policy, quieten_collector
 
     settings = load_settings()
     policy = load_checked_policy(settings, os.environ)
@@ -39,6 +39,7 @@ async def _run() -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await runtime.start()
+    quieten_collector()
     try:
         await stop.wait()
     finally:

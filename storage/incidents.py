@@ -1,6 +1,7 @@
 """Incidents and their timeline. A state change and its timeline entries commit together."""
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -91,16 +92,20 @@ def _entry(row: aiosqlite.Row) -> TimelineEntry:
     )
 
 
+_APPEND = "INSERT INTO timeline (incident, at, actor, kind, text, data) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def _entry_rows(number: int, entries: Sequence[TimelineEntry]) -> list[tuple[Any, ...]]:
+    return [
+        (number, to_db_time(e.at), e.actor, e.kind.value, e.text, json.dumps(e.data))
+        for e in entries
+    ]
+
+
 async def _append(
     conn: aiosqlite.Connection, number: int, entries: Sequence[TimelineEntry]
 ) -> None:
-    await conn.executemany(
-        "INSERT INTO timeline (incident, at, actor, kind, text, data) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            (number, to_db_time(e.at), e.actor, e.kind.value, e.text, json.dumps(e.data))
-            for e in entries
-        ],
-    )
+    await conn.executemany(_APPEND, _entry_rows(number, entries))
 
 
 def _ref_assignments(refs: dict[str, str | None]) -> str:
@@ -189,44 +194,49 @@ class IncidentRepo:
     async def _create(
         self, new: NewIncident, *, status: IncidentStatus, commander: str, entry: TimelineEntry
     ) -> tuple[Incident, bool]:
-        async with self._db.transaction() as conn:
+        at = to_db_time(entry.at)
+        declared_at = at if status is IncidentStatus.DECLARED else None
+        values = (
+            new.title,
+            new.summary,
+            new.agent_id,
+            new.severity.value,
+            status.value,
+            commander,
+            new.declared_by,
+            new.impact.model_dump_json(),
+            new.idempotency_key,
+            declared_at,
+            at,
+            at,
+            new.alert_kind,
+            new.fingerprint,
+            1 if new.alert_kind else 0,
+            int(declared_at is not None),  # a declared incident's room is to be set up
+        )
+
+        def insert(conn: sqlite3.Connection) -> tuple[sqlite3.Row, bool]:
             if new.idempotency_key:
-                found = await conn.execute_fetchall(
+                found = conn.execute(
                     f"SELECT {_COLUMNS} FROM incidents WHERE idempotency_key = ?",  # noqa: S608
                     (new.idempotency_key,),
-                )
-                for row in found:
-                    return _incident(row), False
-            at = to_db_time(entry.at)
-            declared_at = at if status is IncidentStatus.DECLARED else None
-            # One round trip each (the write lock is held across them): execute_fetchall.
-            [row] = await conn.execute_fetchall(
+                ).fetchone()
+                if found is not None:
+                    return found, False
+            [row] = conn.execute(
                 "INSERT INTO incidents (title, summary, agent_id, severity, status, commander,"  # noqa: S608
                 " declared_by, impact, idempotency_key, declared_at, created_at, updated_at,"
                 " alert_kind, fingerprint, alert_count, room_pending)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" RETURNING {_COLUMNS}",
-                (
-                    new.title,
-                    new.summary,
-                    new.agent_id,
-                    new.severity.value,
-                    status.value,
-                    commander,
-                    new.declared_by,
-                    new.impact.model_dump_json(),
-                    new.idempotency_key,
-                    declared_at,
-                    at,
-                    at,
-                    new.alert_kind,
-                    new.fingerprint,
-                    1 if new.alert_kind else 0,
-                    int(declared_at is not None),  # a declared incident's room is to be set up
-                ),
-            )
-            await _append(conn, row["number"], [entry])
-            return _incident(row), True
+                values,
+            ).fetchall()
+            conn.executemany(_APPEND, _entry_rows(row["number"], [entry]))
+            return row, True
+
+        # On every declaration's path to its acknowledgement: one round trip (see atomically).
+        row, created = await self._db.atomically(insert)
+        return _incident(row), created
 
     @asynccontextmanager
     async def edit(self, number: int) -> AsyncIterator[IncidentEdit]:

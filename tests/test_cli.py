@@ -1,6 +1,7 @@
 """`rein run | check | migrate | export` as real processes."""
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.app import FULL_COLLECTION_EVERY, quieten_collector
 from bot.domain.enums import IncidentStatus, Severity, TimelineKind
 from bot.domain.models import NewIncident, TimelineEntry
 from storage.db import Database
@@ -189,3 +191,15 @@ async def test_migrate_then_export(tmp_path: Path) -> None:
     assert code == 1 and "no incident INC-9" in err
     code, _, err = await rein_cli("export", "yesterday", env=env, cwd=tmp_path)
     assert code == 2 and "not an incident reference" in err
+
+
+def test_quieten_collector_freezes_start_up_and_makes_full_passes_rarer() -> None:
+    """What `rein run` does once started (bot/app.py `quieten_collector`)."""
+    before = gc.get_threshold()
+    try:
+        quieten_collector()
+        assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_EVERY)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

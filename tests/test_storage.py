@@ -550,3 +550,39 @@ async def test_a_second_seed_keeps_existing_state(db: Database, repo: IncidentRe
     assert states["new-agent"].mode is AutonomyMode.READ_ONLY
     assert states["new-agent"].updated_at == later
     assert [s.agent_id for s in await agents.all()] == ["crm-writer", "new-agent"]
+
+
+async def test_atomically_commits_whole_or_not_at_all_and_waits_for_other_writers(
+    db: Database,
+) -> None:
+    """`Database.atomically` (the declaring transaction, whole in the database thread) rolls
+    back when its work raises, and never runs inside another writer's open transaction."""
+    await db.write("CREATE TABLE scratch (x INTEGER)")
+
+    def two_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO scratch VALUES (1)")
+        conn.execute("INSERT INTO scratch VALUES (2)")
+        raise ValueError("half-way")
+
+    with pytest.raises(ValueError, match="half-way"):
+        await db.atomically(two_then_fail)
+    assert await db.fetchall("SELECT x FROM scratch") == []
+
+    async def slow_writer() -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO scratch VALUES (10)")
+            await asyncio.sleep(0.05)  # `atomically` is queued meanwhile
+            await conn.execute("INSERT INTO scratch VALUES (11)")
+
+    def one(conn: sqlite3.Connection) -> int:
+        return conn.execute("INSERT INTO scratch VALUES (20) RETURNING x").fetchall()[0][0]
+
+    writer = asyncio.create_task(slow_writer())
+    await asyncio.sleep(0.01)
+    assert await db.atomically(one) == 20
+    await writer
+    assert [r[0] for r in await db.fetchall("SELECT x FROM scratch ORDER BY rowid")] == [
+        10,
+        11,
+        20,
+    ]
