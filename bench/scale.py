@@ -31,7 +31,7 @@ and 1,000,000 timeline entries, as ratios against a small database measured in t
    as it was read before (count, then OFFSET from the oldest). Export: `python -m bot export
    INC-n --format md|json --output FILE`, timed from spawn to exit, peak memory its VmHWM
    as it exits (`PEAK_PROLOGUE`); for the biggest incident also the export as it was before
-   (the whole record in memory, as Share postmortem still reads it), in a process of its
+   (the whole record in memory, `load_record`, kept as the reference), in a process of its
    own, whose file must be the same bytes.
 3. HTTP. The fake Slack Web API and two Reins (bench/servers.py, as `rein run` starts them),
    one on each copy. Once both are idle after start-up: `GET /v1/incidents` (all, `open`,
@@ -1020,7 +1020,7 @@ async def measure_exports(sides: Sequence[Side], plan: Plan, problems: Problems)
             "biggest",
             "",
             "md",
-            "… the biggest, the whole record in memory, as before (Share postmortem still)",
+            "… the biggest, the whole record in memory, as before",
         ),
         (
             "json_biggest_before",
@@ -1609,8 +1609,8 @@ def _changes(result: Result) -> str:
   {md0.peak_mb.get("big", 0):.0f} MB before → {_ms(md.p("big", 50))} and
   {md.peak_mb.get("big", 0):.0f} MB now; JSON {_ms(js0.p("big", 50))} and
   {js0.peak_mb.get("big", 0):.0f} MB → {_ms(js.p("big", 50))} and
-  {js.peak_mb.get("big", 0):.0f} MB. Share postmortem still reads the record whole (it
-  uploads the document as one file).
+  {js.peak_mb.get("big", 0):.0f} MB. Share postmortem reads it the same way, a batch at a
+  time (so the event loop is never held for long), and joins the pieces for its one upload.
 - **`GET /v1/incidents/{{ref}}` built the whole answer on Rein's event loop.** For the
   biggest incident that took {API_BEFORE["get_ms"] / 1000:.1f} s, every other request (a
   Slack acknowledgement too) waited up to {API_BEFORE["stall_ms"] / 1000:.1f} s behind it,
@@ -1630,7 +1630,7 @@ def _changes(result: Result) -> str:
 Left as they are: the list has no pagination (it answers at most {LIST_LIMIT}) and no agent
 or severity filter; the card counts the ledger by status with a `GROUP BY` over the
 incident's items (an index walk, {_ms(o("card_biggest").p("big", 50))} for the biggest
-incident's card); Share postmortem, above."""
+incident's card)."""
 
 
 def render(result: Result, command: str) -> str:
