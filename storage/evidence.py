@@ -1,5 +1,6 @@
 """The evidence store: append-only, each item committed with its timeline entry."""
 
+import sqlite3
 from datetime import datetime
 
 import aiosqlite
@@ -8,7 +9,7 @@ from bot.domain.enums import EvidenceKind, TimelineKind
 from bot.domain.evidence import EvidenceBrief, EvidenceItem, NewEvidence, entry_text
 from bot.domain.models import TimelineEntry
 from storage.db import Database, from_db_time, to_db_time
-from storage.incidents import UnknownIncident, _append
+from storage.incidents import APPEND_ENTRY, UnknownIncident, entry_rows
 
 _COLUMNS = "id, incident, kind, content, url, source, note, size, added_by, added_at"
 BRIEF_PREVIEW_MAX = 300  # characters of content read for the card, never the whole item
@@ -39,13 +40,14 @@ class EvidenceRepo:
         """Record the item and its `evidence` timeline entry in one transaction, and mark the
         incident updated. `UnknownIncident` when there is no such incident."""
         when = to_db_time(at)
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(
+
+        def insert(conn: sqlite3.Connection) -> EvidenceItem:
+            touched = conn.execute(
                 "UPDATE incidents SET updated_at = ? WHERE number = ?", (when, number)
             )
-            if cursor.rowcount != 1:
+            if touched.rowcount != 1:
                 raise UnknownIncident(number)
-            async with conn.execute(
+            [row] = conn.execute(
                 "INSERT INTO evidence (incident, kind, content, url, source, note, size,"  # noqa: S608
                 " added_by, added_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 f" RETURNING {_COLUMNS}",
@@ -60,9 +62,7 @@ class EvidenceRepo:
                     added_by,
                     when,
                 ),
-            ) as inserted:
-                row = await inserted.fetchone()
-            assert row is not None
+            ).fetchall()
             item = _item(row)
             entry = TimelineEntry(
                 at=at,
@@ -77,7 +77,11 @@ class EvidenceRepo:
                     "source": item.source,
                 },
             )
-            await _append(conn, number, [entry])
+            conn.executemany(APPEND_ENTRY, entry_rows(number, [entry]))
+            return item
+
+        # Answered to Slack only once committed: one round trip (see Database.atomically).
+        item = await self._db.atomically(insert)
         return item
 
     async def for_incident(self, number: int) -> list[EvidenceItem]:

@@ -92,10 +92,12 @@ def _entry(row: aiosqlite.Row) -> TimelineEntry:
     )
 
 
-_APPEND = "INSERT INTO timeline (incident, at, actor, kind, text, data) VALUES (?, ?, ?, ?, ?, ?)"
+APPEND_ENTRY = (
+    "INSERT INTO timeline (incident, at, actor, kind, text, data) VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
-def _entry_rows(number: int, entries: Sequence[TimelineEntry]) -> list[tuple[Any, ...]]:
+def entry_rows(number: int, entries: Sequence[TimelineEntry]) -> list[tuple[Any, ...]]:
     return [
         (number, to_db_time(e.at), e.actor, e.kind.value, e.text, json.dumps(e.data))
         for e in entries
@@ -105,7 +107,7 @@ def _entry_rows(number: int, entries: Sequence[TimelineEntry]) -> list[tuple[Any
 async def _append(
     conn: aiosqlite.Connection, number: int, entries: Sequence[TimelineEntry]
 ) -> None:
-    await conn.executemany(_APPEND, _entry_rows(number, entries))
+    await conn.executemany(APPEND_ENTRY, entry_rows(number, entries))
 
 
 def _ref_assignments(refs: dict[str, str | None]) -> str:
@@ -231,7 +233,7 @@ class IncidentRepo:
                 f" RETURNING {_COLUMNS}",
                 values,
             ).fetchall()
-            conn.executemany(_APPEND, _entry_rows(row["number"], [entry]))
+            conn.executemany(APPEND_ENTRY, entry_rows(row["number"], [entry]))
             return row, True
 
         # On every declaration's path to its acknowledgement: one round trip (see atomically).
