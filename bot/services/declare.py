@@ -139,16 +139,14 @@ async def open_room(
                     incident = incident.model_copy(update=refs)
                     if incident.channel_id:  # pinned in the incident's own channel only
                         await _step(room, slack.pin(card_channel, ts))
-            digest_ts = None
+            refs: dict[str, str] = {}
             if announce_channel and not incident.digest_ts:
                 digest = render.digest_blocks(incident, agent)
                 post = slack.post(announce_channel, render.headline(incident), digest)
-                digest_ts = await _step(room, post)
-            if digest_ts:
-                await incidents.room_ready(number, digest_ts=digest_ts)
-                incident = incident.model_copy(update={"digest_ts": digest_ts})
-            else:
-                await incidents.room_ready(number)
+                if digest_ts := await _step(room, post):
+                    refs["digest_ts"] = digest_ts
+            await incidents.room_ready(number, **refs)
+            incident = incident.model_copy(update=refs)
         room.incident = incident
         if room.problems:
             entries = [
@@ -160,7 +158,7 @@ async def open_room(
 
 
 async def resume_rooms(
-    cut_short: list[Incident], *, triage_channel: str | None, **room: Any
+    cut_short: list[Incident], *, triage_channel: str | None, slack: SlackGateway, **room: Any
 ) -> None:
     """Finish the rooms of incidents declared (and acknowledged) just before Rein stopped,
     and tell each declarer; one that fails is logged and the others still go."""
@@ -168,11 +166,14 @@ async def resume_rooms(
         logger.info("setting up the room of %s, cut short when Rein stopped", incident.ref)
         try:
             opened = await open_room(
-                incident, origin_channel=incident.triage_channel or triage_channel, **room
+                incident,
+                origin_channel=incident.triage_channel or triage_channel,
+                slack=slack,
+                **room,
             )
             if incident.declared_by.startswith(("U", "W")):  # a person, not the API or a rule
                 text = report(resumed_text(opened.incident), opened.problems)
-                await room["slack"].tell(incident.declared_by, text)
+                await slack.tell(incident.declared_by, text)
         except SlackProblem:
             logger.warning("could not tell the declarer of %s its room is ready", incident.ref)
         except Exception:
